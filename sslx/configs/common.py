@@ -1,0 +1,77 @@
+"""Defaults shared by every config. Each objective's file overrides what it needs."""
+from __future__ import annotations
+
+import ml_collections
+from ml_collections import config_dict
+
+
+def base_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.batch_size = 256  # global, over all devices and processes
+
+    c.dataset = ml_collections.ConfigDict()
+    c.dataset.name = "digits"
+    c.dataset.data_dir = config_dict.placeholder(str)  # None: $SSLX_DATA_DIR or ../shared/data/image
+    c.dataset.train_split = "train"
+    c.dataset.eval_split = "test"
+    c.dataset.download = False
+
+    c.model = ml_collections.ConfigDict()
+    c.model.encoder = "resnet18"
+    c.model.encoder_kwargs = {}
+    c.model.dtype = "float32"
+    c.model.proj_hidden = (2048,)
+    c.model.proj_dim = 128
+
+    c.augment = ml_collections.ConfigDict()
+    c.augment.crop_size = 32
+    c.augment.crop_scale = (0.08, 1.0)
+    c.augment.flip_p = 0.5
+    c.augment.jitter_p = 0.8
+    c.augment.jitter_strength = 0.5
+    c.augment.grayscale_p = 0.2
+    c.augment.blur_p = 0.0
+    c.augment.solarize_p = 0.0
+
+    c.method = ml_collections.ConfigDict()
+    c.method.name = "simclr"
+    c.method.temperature = 0.5
+
+    c.optimizer = ml_collections.ConfigDict()
+    c.optimizer.name = "adamw"
+    c.optimizer.lr = 1e-3
+    c.optimizer.lr_batch_scaling = False
+    c.optimizer.schedule = "warmup_cosine"
+    c.optimizer.warmup_steps = 0
+    c.optimizer.end_lr_factor = 0.0
+    c.optimizer.weight_decay = 0.0
+    c.optimizer.momentum = 0.9
+    c.optimizer.grad_clip = 0.0
+    c.optimizer.accum_steps = 1
+
+    c.train = ml_collections.ConfigDict()
+    c.train.num_epochs = 10
+    c.train.num_steps = 0  # > 0 overrides num_epochs
+    c.train.parallel = "jit"  # or "pmap"
+    c.train.log_every = 10
+    c.train.checkpoint_every = 500
+    c.train.keep_checkpoints = 3
+    c.train.async_checkpoint = True
+    c.train.eval_every = 0  # kNN monitor every N steps (0: only at the end)
+    c.train.prefetch = 2
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.knn_k = 200
+    c.eval.knn_temperature = 0.1
+    c.eval.probe_epochs = 100
+    c.eval.batch_size = 512
+    c.eval.max_train_examples = 0  # > 0: subsample the train features for the final probe
+    c.eval.compare_random_init = True
+
+    c.distributed = ml_collections.ConfigDict()
+    c.distributed.initialize = False
+    c.distributed.coordinator_address = config_dict.placeholder(str)
+    c.distributed.num_processes = config_dict.placeholder(int)
+    c.distributed.process_id = config_dict.placeholder(int)
+    return c

@@ -1,0 +1,21 @@
+"""Self-supervised objectives, one file each, behind the :class:`Method` interface."""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+from sslx.methods.base import DATA_AXIS, Method, example_keys
+from sslx.methods.image import simclr
+
+_REGISTRY: dict[str, Callable[..., Method]] = {"simclr": simclr}
+
+
+def get_method(config, axis_name: Optional[str] = DATA_AXIS) -> Method:
+    """Build the method named by ``config.method.name``."""
+    name = config.method.name
+    if name not in _REGISTRY:
+        raise ValueError(f"config.method.name={name!r} is not a known objective; "
+                         f"choose one of {sorted(_REGISTRY)}.")
+    return _REGISTRY[name](config, axis_name=axis_name)
+
+
+__all__ = ["DATA_AXIS", "Method", "example_keys", "get_method", "simclr"]

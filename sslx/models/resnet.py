@@ -1,0 +1,145 @@
+"""ResNet-18/50 and a small convnet as stateless linen modules.
+
+Params and ``batch_stats`` are passed in by the caller; BatchNorm statistics
+are synchronised across devices when ``bn_axis_name`` is set (the train step
+runs under ``shard_map``/``pmap`` with that axis). ``dtype`` sets the compute
+dtype (e.g. ``jnp.bfloat16``); parameters stay float32.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Optional, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Dtype = Any
+
+
+def _check_images(x: jax.Array, name: str = "images") -> None:
+    if x.ndim != 4:
+        raise ValueError(
+            f"{name}: expected a batch [B, H, W, C], got shape {tuple(x.shape)}. "
+            "Add a batch axis (x[None]) for a single image.")
+    if not (jnp.issubdtype(x.dtype, jnp.floating)):
+        raise ValueError(
+            f"{name}: expected floating images (e.g. float32 in [0, 1]), got dtype {x.dtype}. "
+            "Convert uint8 images with sslx.augment.to_float.")
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convs with an identity / 1x1 projection shortcut (ResNet-18/34)."""
+    filters: int
+    strides: int = 1
+    conv: Callable = nn.Conv
+    norm: Callable = nn.BatchNorm
+
+    @nn.compact
+    def __call__(self, x):
+        y = self.conv(self.filters, (3, 3), (self.strides, self.strides), padding=1)(x)
+        y = nn.relu(self.norm()(y))
+        y = self.conv(self.filters, (3, 3), padding=1)(y)
+        y = self.norm(scale_init=nn.initializers.zeros)(y)
+        if x.shape[-1] != self.filters or self.strides != 1:
+            x = self.conv(self.filters, (1, 1), (self.strides, self.strides), name="proj")(x)
+            x = self.norm(name="proj_bn")(x)
+        return nn.relu(x + y)
+
+
+class Bottleneck(nn.Module):
+    """1x1-3x3-1x1 bottleneck with 4x expansion (ResNet-50/101/152)."""
+    filters: int
+    strides: int = 1
+    conv: Callable = nn.Conv
+    norm: Callable = nn.BatchNorm
+
+    @nn.compact
+    def __call__(self, x):
+        out = self.filters * 4
+        y = nn.relu(self.norm()(self.conv(self.filters, (1, 1))(x)))
+        y = self.conv(self.filters, (3, 3), (self.strides, self.strides), padding=1)(y)
+        y = nn.relu(self.norm()(y))
+        y = self.norm(scale_init=nn.initializers.zeros)(self.conv(out, (1, 1))(y))
+        if x.shape[-1] != out or self.strides != 1:
+            x = self.conv(out, (1, 1), (self.strides, self.strides), name="proj")(x)
+            x = self.norm(name="proj_bn")(x)
+        return nn.relu(x + y)
+
+
+class ResNet(nn.Module):
+    """ResNet trunk returning pooled features [B, C_out] (no classifier).
+
+    stem="cifar": 3x3 stride-1 conv, no max-pool (32x32 inputs).
+    stem="imagenet": 7x7 stride-2 conv + 3x3 stride-2 max-pool.
+    """
+    stage_sizes: Sequence[int]
+    block: Any
+    width: int = 64
+    stem: str = "imagenet"
+    dtype: Dtype = jnp.float32
+    bn_axis_name: Optional[str] = None
+    bn_momentum: float = 0.9
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+        _check_images(x)
+        conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype)
+        norm = functools.partial(
+            nn.BatchNorm, use_running_average=not train, momentum=self.bn_momentum,
+            epsilon=1e-5, dtype=self.dtype, axis_name=self.bn_axis_name if train else None)
+        x = x.astype(self.dtype)
+        if self.stem == "cifar":
+            x = conv(self.width, (3, 3), padding=1, name="stem")(x)
+            x = nn.relu(norm(name="stem_bn")(x))
+        elif self.stem == "imagenet":
+            x = conv(self.width, (7, 7), (2, 2), padding=3, name="stem")(x)
+            x = nn.relu(norm(name="stem_bn")(x))
+            x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
+        else:
+            raise ValueError(f"ResNet.stem: expected 'cifar' or 'imagenet', got {self.stem!r}.")
+        for i, n_blocks in enumerate(self.stage_sizes):
+            for j in range(n_blocks):
+                strides = 2 if i > 0 and j == 0 else 1
+                x = self.block(self.width * 2 ** i, strides, conv=conv, norm=norm)(x)
+        return jnp.mean(x, axis=(1, 2)).astype(jnp.float32)
+
+
+ResNet18 = functools.partial(ResNet, stage_sizes=(2, 2, 2, 2), block=BasicBlock)
+ResNet34 = functools.partial(ResNet, stage_sizes=(3, 4, 6, 3), block=BasicBlock)
+ResNet50 = functools.partial(ResNet, stage_sizes=(3, 4, 6, 3), block=Bottleneck)
+
+
+class SmallConvNet(nn.Module):
+    """Conv-BN-ReLU stack for tiny images (8x8 digits, 28x28 MNIST).
+
+    ``features`` conv widths; a stride-2 conv after the first block halves the
+    resolution for inputs of 16 px or more. Returns pooled features [B, C].
+    """
+    features: Sequence[int] = (32, 64, 128)
+    dtype: Dtype = jnp.float32
+    bn_axis_name: Optional[str] = None
+    bn_momentum: float = 0.9
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+        _check_images(x)
+        x = x.astype(self.dtype)
+        norm = functools.partial(
+            nn.BatchNorm, use_running_average=not train, momentum=self.bn_momentum,
+            dtype=self.dtype, axis_name=self.bn_axis_name if train else None)
+        for i, f in enumerate(self.features):
+            strides = 2 if (i > 0 and x.shape[1] >= 16) else 1
+            x = nn.Conv(f, (3, 3), (strides, strides), padding=1, use_bias=False, dtype=self.dtype)(x)
+            x = nn.relu(norm()(x))
+        return jnp.mean(x, axis=(1, 2)).astype(jnp.float32)
+
+
+def make_encoder(name: str, *, dtype: Dtype = jnp.float32, bn_axis_name: Optional[str] = None,
+                 **kwargs) -> nn.Module:
+    """Build an encoder by name: resnet18 / resnet34 / resnet50 / small_convnet."""
+    table = {"resnet18": ResNet18, "resnet34": ResNet34, "resnet50": ResNet50,
+             "small_convnet": SmallConvNet}
+    if name not in table:
+        raise ValueError(f"encoder name {name!r} is unknown; choose one of {sorted(table)}.")
+    return table[name](dtype=dtype, bn_axis_name=bn_axis_name, **kwargs)
