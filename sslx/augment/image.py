@@ -291,7 +291,8 @@ def sample_crop_box(
     box spans the full height or full width of the image.  Hence the area
     fraction is always within ``scale``, and the aspect ratio is within
     ``ratio`` whenever the box does not span a full image side.  The position is
-    uniform over all positions that keep the box inside the image.
+    uniform over all positions that keep the box inside the image.  Output is
+    used by :func:`random_resized_crop`; with the same key both see the same box.
     """
     fn = "sample_crop_box"
     s0, s1 = _check_range(scale, fn, "scale", 0.0, 1.0, lo_open=True)
@@ -303,12 +304,11 @@ def sample_crop_box(
             f"got {height}, {width}, {num_tries}."
         )
     H, W = float(height), float(width)
-    k_area, k_ratio, k_pos = jax.random.split(key, 3)
-    area = H * W * jax.random.uniform(k_area, (num_tries,), minval=s0, maxval=s1)
-    log_r = jax.random.uniform(
-        k_ratio, (num_tries,), minval=math.log(r0), maxval=math.log(r1)
-    )
-    r = jnp.exp(log_r)
+    # One draw for everything keeps the compiled program small.
+    u = jax.random.uniform(key, (2 * num_tries + 2,))
+    area = H * W * (s0 + (s1 - s0) * u[:num_tries])
+    log_r0, log_r1 = math.log(r0), math.log(r1)
+    r = jnp.exp(log_r0 + (log_r1 - log_r0) * u[num_tries : 2 * num_tries])
     w = jnp.sqrt(area * r)
     h = jnp.sqrt(area / r)
     eps = 1e-4
@@ -324,9 +324,8 @@ def sample_crop_box(
 
     box_h = jnp.minimum(jnp.where(any_fit, h[first], h_fb), H)
     box_w = jnp.minimum(jnp.where(any_fit, w[first], w_fb), W)
-    u = jax.random.uniform(k_pos, (2,))
-    top = u[0] * (H - box_h)
-    left = u[1] * (W - box_w)
+    top = u[-2] * (H - box_h)
+    left = u[-1] * (W - box_w)
     return jnp.stack([top, left, box_h, box_w]).astype(jnp.float32)
 
 
@@ -342,20 +341,35 @@ def _normalize_size(size: int | Sequence[int], fn: str, arg: str) -> tuple[int, 
     return oh, ow
 
 
+def _interp_weights(n_out: int, n_in: int, start: Array, length: Array, antialias: bool) -> Array:
+    """Linear-interpolation weights ``[n_out, n_in]`` for one spatial axis.
+
+    Output pixel ``i`` samples the input at continuous coordinate
+    ``start + (i + 0.5) * length / n_out`` (pixel ``j`` covers ``[j, j + 1)``)
+    with a triangle kernel, widened by ``length / n_out`` when shrinking and
+    ``antialias`` is set.  Rows are normalised over in-bounds pixels, matching
+    ``jax.image.scale_and_translate(..., method="linear")``.
+    """
+    step = length / n_out  # input pixels per output pixel
+    centers = start + (jnp.arange(n_out, dtype=jnp.float32) + 0.5) * step
+    width = jnp.maximum(step, 1.0) if antialias else jnp.float32(1.0)
+    dist = (jnp.arange(n_in, dtype=jnp.float32) + 0.5)[None, :] - centers[:, None]
+    w = jnp.maximum(0.0, 1.0 - jnp.abs(dist) / width)
+    total = jnp.sum(w, axis=1, keepdims=True)
+    return w / jnp.where(total > 0, total, 1.0)
+
+
 def _crop_resize(x: Array, box: Array, out_size: tuple[int, int], antialias: bool) -> Array:
-    """Bilinearly resample the continuous box ``(top, left, h, w)`` to ``out_size``."""
+    """Bilinearly resample the continuous box ``(top, left, h, w)`` to ``out_size``.
+
+    ``[H, W, C] -> [oh, ow, C]``; separable, as two small matrix products.
+    """
     oh, ow = out_size
-    top, left, bh, bw = box[0], box[1], box[2], box[3]
-    sy, sx = oh / bh, ow / bw
-    out = jax.image.scale_and_translate(
-        x,
-        (oh, ow, x.shape[-1]),
-        spatial_dims=(0, 1),
-        scale=jnp.stack([sy, sx]),
-        translation=jnp.stack([-top * sy, -left * sx]),
-        method="linear",
-        antialias=antialias,
-    )
+    wy = _interp_weights(oh, x.shape[0], box[0], box[2], antialias)
+    wx = _interp_weights(ow, x.shape[1], box[1], box[3], antialias)
+    hi = jax.lax.Precision.HIGHEST
+    out = jnp.einsum("oh,hwc->owc", wy, x, precision=hi)
+    out = jnp.einsum("pw,owc->opc", wx, out, precision=hi)
     return jnp.clip(out, 0.0, 1.0)
 
 
@@ -372,9 +386,10 @@ def random_resized_crop(
     """Inception-style random resized crop. ``[H, W, C] -> [oh, ow, C]`` float32.
 
     The box is drawn by :func:`sample_crop_box` (vectorised rejection sampling
-    with a ratio-clamping fallback; see there) and resampled bilinearly with
-    ``jax.image.scale_and_translate`` (anti-aliased when shrinking if
-    ``antialias``).  With ``return_box=True`` also returns the box
+    with a ratio-clamping fallback; see there) and resampled bilinearly with a
+    separable triangle kernel (anti-aliased when shrinking if ``antialias``),
+    numerically the same as ``jax.image.scale_and_translate(method="linear")``
+    but with a smaller compiled program.  With ``return_box=True`` also returns the box
     ``[4] = (top, left, box_h, box_w)``.
     """
     fn = "random_resized_crop"
@@ -433,15 +448,19 @@ def color_jitter(
     if not 0.0 <= hue <= 0.5:
         raise ValueError(f"{fn}: argument `hue` must be in [0, 0.5] (turns), got {hue}.")
 
-    k_apply, k_order, k_b, k_c, k_s, k_h = jax.random.split(key, 6)
+    n_ops = 4 if x.shape[-1] == 3 else 2
+    # One draw: [apply, brightness, contrast, saturation, hue, order keys...].
+    u = jax.random.uniform(key, (5 + n_ops,))
 
-    def factor(k: Array, s: float) -> Array:
-        return jax.random.uniform(k, (), minval=max(0.0, 1.0 - s), maxval=1.0 + s)
+    def factor(v: Array, s: float) -> Array:
+        lo = max(0.0, 1.0 - s)
+        return lo + (1.0 + s - lo) * v
 
-    fb = factor(k_b, strengths["brightness"])
-    fc = factor(k_c, strengths["contrast"])
-    fs = factor(k_s, strengths["saturation"])
-    dh = jax.random.uniform(k_h, (), minval=-hue, maxval=hue)
+    apply = u[0] < p
+    fb = factor(u[1], strengths["brightness"])
+    fc = factor(u[2], strengths["contrast"])
+    fs = factor(u[3], strengths["saturation"])
+    dh = hue * (2.0 * u[4] - 1.0)
 
     def op_brightness(y: Array) -> Array:
         return jnp.clip(y * fb, 0.0, 1.0)
@@ -459,11 +478,11 @@ def color_jitter(
         ops = [op_brightness, op_contrast, op_saturation, op_hue]
     else:
         ops = [op_brightness, op_contrast]
-    order = jax.random.permutation(k_order, len(ops))
-    y = x
-    for i in range(len(ops)):
-        y = jax.lax.switch(order[i], ops, y)
-    return jnp.where(_bernoulli(k_apply, p), jnp.clip(y, 0.0, 1.0), x)
+    order = jnp.argsort(u[5:])  # uniformly random permutation of the ops
+    # A loop (rather than an unrolled Python loop) keeps the compiled program
+    # small: the switch over the ops appears once instead of once per step.
+    y = jax.lax.fori_loop(0, len(ops), lambda i, y: jax.lax.switch(order[i], ops, y), x)
+    return jnp.where(apply, jnp.clip(y, 0.0, 1.0), x)
 
 
 def random_grayscale(key: Array, image: Any, p: float = 0.2) -> Array:
@@ -530,13 +549,13 @@ def gaussian_blur(
     r = min(ks // 2, max_r)
     if r == 0:
         return x
-    k_apply, k_sigma = jax.random.split(key)
-    s = jax.random.uniform(k_sigma, (), minval=s0, maxval=s1)
+    u = jax.random.uniform(key, (2,))
+    s = s0 + (s1 - s0) * u[1]
     t = jnp.arange(-r, r + 1, dtype=jnp.float32)
     w = jnp.exp(-0.5 * (t / s) ** 2)
     w = w / jnp.sum(w)
     y = _blur_1d(_blur_1d(x, w, axis=0), w, axis=1)
-    return jnp.where(_bernoulli(k_apply, p), jnp.clip(y, 0.0, 1.0), x)
+    return jnp.where(u[0] < p, jnp.clip(y, 0.0, 1.0), x)
 
 
 def solarize(key: Array, image: Any, p: float = 0.0, threshold: float = 0.5) -> Array:

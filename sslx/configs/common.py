@@ -21,6 +21,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.encoder = "resnet18"
     c.model.encoder_kwargs = {}
     c.model.dtype = "float32"
+    c.model.sync_bn = True  # BatchNorm statistics over the global batch
     c.model.proj_hidden = (2048,)
     c.model.proj_dim = 128
 

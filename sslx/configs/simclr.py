@@ -22,7 +22,7 @@ def get_config(arg: str = "digits") -> ml_collections.ConfigDict:
         c.batch_size = 256
         c.train.num_epochs = 120
         c.model.encoder = "small_convnet"
-        c.model.encoder_kwargs = {"features": (32, 64, 128)}
+        c.model.encoder_kwargs = {"features": (32, 64, 128), "strides": (1, 2, 1)}
         c.model.proj_hidden = (128,)
         c.model.proj_dim = 64
         c.augment.crop_size = 8
@@ -37,6 +37,7 @@ def get_config(arg: str = "digits") -> ml_collections.ConfigDict:
         c.optimizer.warmup_steps = 50
         c.train.checkpoint_every = 200
         c.train.eval_every = 0
+        c.eval.knn_k = 20  # ~144 training images per class: k=200 would mix classes
     elif arg in ("mnist", "fashion_mnist"):
         c.dataset.name = arg
         c.batch_size = 256

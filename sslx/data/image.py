@@ -39,6 +39,7 @@ __all__ = [
     "ImageDataset",
     "RandomAccessSource",
     "TfdsImageSource",
+    "dataset_arrays",
     "default_data_dir",
     "global_batch_indices",
     "load_image_dataset",
@@ -167,8 +168,36 @@ class ImageDataset:
         """Loads a lazy dataset fully into memory (no-op for in-memory data)."""
         if self.source is None:
             return self
-        batch = self[np.arange(len(self))]
-        return ImageDataset(batch["image"], batch["label"], self.num_classes, self.name)
+        images, labels = dataset_arrays(self)
+        return ImageDataset(images, labels, self.num_classes, self.name)
+
+
+def dataset_arrays(
+    ds: ImageDataset,
+    max_examples: int | None = None,
+    seed: int = 0,
+    chunk: int = 1024,
+) -> tuple[np.ndarray, np.ndarray]:
+    """All of ``ds`` (or a seeded subset) as ``(uint8 [M,H,W,C], int32 [M])``.
+
+    ``max_examples`` None or <= 0 (or >= len) keeps every example in order;
+    otherwise ``max_examples`` examples drawn without replacement by
+    ``np.random.default_rng(seed)``, kept in dataset order. Lazy datasets are
+    read in chunks of ``chunk``.
+    """
+    n = len(ds)
+    if max_examples is None or max_examples <= 0 or max_examples >= n:
+        if not ds.is_lazy:
+            assert ds.images is not None and ds.labels is not None
+            return ds.images, ds.labels
+        idx = np.arange(n)
+    else:
+        idx = np.sort(np.random.default_rng(seed).choice(n, size=int(max_examples), replace=False))
+    if not ds.is_lazy:
+        assert ds.images is not None and ds.labels is not None
+        return ds.images[idx], ds.labels[idx]
+    parts = [ds[idx[i : i + chunk]] for i in range(0, len(idx), chunk)]
+    return np.concatenate([p["image"] for p in parts]), np.concatenate([p["label"] for p in parts])
 
 
 def _check_images(images: np.ndarray, what: str) -> np.ndarray:

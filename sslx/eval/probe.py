@@ -215,9 +215,7 @@ def knn_accuracy(
 ) -> float:
     """Top-1 accuracy in [0, 1] of :func:`knn_classify` against ``test_labels`` [M]."""
     num_classes = _check_positive_int("num_classes", num_classes)
-    if not hasattr(test_feats, "shape"):
-        test_feats = np.asarray(test_feats)
-    m = test_feats.shape[0] if len(test_feats.shape) >= 1 else -1
+    m = _check_features("test_feats", test_feats).shape[0]
     y_test = _check_labels("test_labels", test_labels, "test_feats", m, num_classes)
     preds = knn_classify(
         train_feats, train_labels, test_feats, num_classes,
@@ -265,12 +263,14 @@ def _fit_lbfgs(
     num_classes: int,
     epochs: int,
 ) -> dict:
-    """Full-batch L-BFGS for G models at once.
+    """Full-batch L-BFGS for G models in one call (sequential ``lax.map``, so the line
+    searches do not run in lock-step and only one model's logits live in memory).
 
     x [N, D], y [N], sample_w [G, N], wds [G] -> params {"w": [G, D, C], "b": [G, C]}.
     """
 
-    def fit_one(sw: jax.Array, wd: jax.Array) -> dict:
+    def fit_one(args: tuple[jax.Array, jax.Array]) -> dict:
+        sw, wd = args
         fun = functools.partial(_probe_loss, x=x, y=y, sample_w=sw, wd=wd)
         opt = optax.lbfgs()
         value_and_grad = optax.value_and_grad_from_state(fun)
@@ -285,7 +285,7 @@ def _fit_lbfgs(
         (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), None, length=epochs)
         return params
 
-    return jax.vmap(fit_one)(sample_w, wds)
+    return jax.lax.map(fit_one, (sample_w, wds))
 
 
 @functools.partial(jax.jit, static_argnames=("num_classes", "epochs", "batch_size"))
@@ -384,8 +384,8 @@ def linear_probe(
     one model per candidate is fitted on the remaining rows; the candidate with the best
     held-out accuracy (ties: lower held-out loss, then smaller weight decay) is chosen
     and the returned model is the one fitted on *all* training rows with that value.
-    All 2G fits (G held-out + G full) run in one vectorised (``vmap``) call, so there
-    is a single compile. The test set is never used for selection. (The label-free
+    All 2G fits (G held-out + G full) run inside one jitted call, so there is a
+    single compile. The test set is never used for selection. (The label-free
     standardisation stats use all training rows, held-out rows included.) A single
     float skips selection.
 
@@ -463,7 +463,9 @@ def linear_probe(
     sample_w_j = jnp.asarray(sample_w)
     wds_j = jnp.asarray(wds, jnp.float32)
     if batch_size is None or batch_size >= n:
-        params = _fit_lbfgs(x_train, y_train, sample_w_j, wds_j, num_classes=num_classes, epochs=epochs)
+        params = _fit_lbfgs(
+            x_train, y_train, sample_w_j, wds_j, num_classes=num_classes, epochs=epochs
+        )
     else:
         params = _fit_adam(
             x_train, y_train, sample_w_j, wds_j, fit_key, jnp.float32(lr),

@@ -113,10 +113,12 @@ ResNet50 = functools.partial(ResNet, stage_sizes=(3, 4, 6, 3), block=Bottleneck)
 class SmallConvNet(nn.Module):
     """Conv-BN-ReLU stack for tiny images (8x8 digits, 28x28 MNIST).
 
-    ``features`` conv widths; a stride-2 conv after the first block halves the
-    resolution for inputs of 16 px or more. Returns pooled features [B, C].
+    ``features`` conv widths; ``strides`` per conv (default: stride 2 for every
+    conv after the first while the input is 16 px or more). Returns pooled
+    features [B, C].
     """
     features: Sequence[int] = (32, 64, 128)
+    strides: Optional[Sequence[int]] = None
     dtype: Dtype = jnp.float32
     bn_axis_name: Optional[str] = None
     bn_momentum: float = 0.9
@@ -128,8 +130,13 @@ class SmallConvNet(nn.Module):
         norm = functools.partial(
             nn.BatchNorm, use_running_average=not train, momentum=self.bn_momentum,
             dtype=self.dtype, axis_name=self.bn_axis_name if train else None)
+        if self.strides is not None and len(self.strides) != len(self.features):
+            raise ValueError(f"SmallConvNet: strides {self.strides} and features {self.features} differ in length.")
         for i, f in enumerate(self.features):
-            strides = 2 if (i > 0 and x.shape[1] >= 16) else 1
+            if self.strides is not None:
+                strides = int(self.strides[i])
+            else:
+                strides = 2 if (i > 0 and x.shape[1] >= 16) else 1
             x = nn.Conv(f, (3, 3), (strides, strides), padding=1, use_bias=False, dtype=self.dtype)(x)
             x = nn.relu(norm()(x))
         return jnp.mean(x, axis=(1, 2)).astype(jnp.float32)

@@ -40,7 +40,7 @@ def make_step_fn(method: Method, tx: optax.GradientTransformation,
         params = optax.apply_updates(ts.params, updates)
         if method.after_update is not None:
             new_state = method.after_update(params, new_state, ts.step)
-        metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads))
+        metrics = dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads))
         if schedule is not None:
             metrics["lr"] = jnp.asarray(schedule(ts.step), jnp.float32)
         new_ts = ts.replace(step=ts.step + 1, params=params, opt_state=opt_state, state=new_state)
@@ -95,7 +95,7 @@ class ParallelStep:
     def put_state(self, ts: Any) -> Any:
         """Replicate a host/global state onto the devices."""
         if self.mode == "jit":
-            return jax.device_put(ts, self._replicated)
+            return jax.device_put(ts, self._replicated, may_alias=False)
         n = len(self.local_devices)
         # pmap shards a leading device axis of a host array onto its devices.
         return jax.tree.map(lambda x: np.broadcast_to(np.asarray(x), (n,) + np.shape(x)), ts)

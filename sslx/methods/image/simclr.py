@@ -19,6 +19,8 @@ from sslx.methods.base import DATA_AXIS, Method, example_keys
 def build_networks(config: ml_collections.ConfigDict, axis_name: Optional[str]):
     """Encoder and projector modules for ``config.model``."""
     dtype = jnp.dtype(config.model.get("dtype", "float32"))
+    if not config.model.get("sync_bn", True):
+        axis_name = None  # per-device BatchNorm statistics
     encoder = models.make_encoder(config.model.encoder, dtype=dtype, bn_axis_name=axis_name,
                                   **dict(config.model.get("encoder_kwargs", {})))
     projector = models.MLPHead(hidden=tuple(config.model.proj_hidden), out_dim=config.model.proj_dim,
@@ -60,7 +62,7 @@ def simclr(config: ml_collections.ConfigDict, axis_name: Optional[str] = DATA_AX
         return loss, (new_state, {"contrastive_acc": aux["accuracy"]})
 
     def encode(params, state, images):
-        x = augment.to_float_batch(images)
+        x = jax.vmap(augment.to_float)(images)
         return encoder.apply({"params": params["encoder"], "batch_stats": state["encoder"]}, x, train=False)
 
     return Method(name="simclr", init=init, loss_fn=loss_fn, encode=encode, axis_name=axis_name)
