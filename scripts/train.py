@@ -20,6 +20,8 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. ssl
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar.")
+_STOP_AT = flags.DEFINE_integer("stop_at", None, "Stop (with a checkpoint) after this step, as a preemption "
+                                "would; running again resumes.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -28,7 +30,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.getLogger("absl").setLevel(logging.WARNING)
     from sslx.train.loop import train
-    train(_CONFIG.value, _WORKDIR.value, progress=_PROGRESS.value)
+    train(_CONFIG.value, _WORKDIR.value, progress=_PROGRESS.value, stop_at=_STOP_AT.value)
 
 
 if __name__ == "__main__":

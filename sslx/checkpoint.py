@@ -50,6 +50,7 @@ class Checkpointer:
                  async_save: bool = True):
         self.directory = os.path.abspath(directory)
         self.save_every = int(save_every)
+        self._saved: set[int] = set()
         self._mgr = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, save_interval_steps=1,
@@ -61,8 +62,14 @@ class Checkpointer:
 
     def save(self, step: int, state: Any, meta: Optional[dict] = None, *, force: bool = False) -> bool:
         """Save ``state`` at ``step`` (asynchronously); returns whether a save started."""
-        if step in self._mgr.all_steps():
+        if step in self._saved:
             return False
+        if step in self._mgr.all_steps():
+            # Left by an earlier run that we resumed from before it (e.g. an unreadable
+            # checkpoint we fell back past): replace it with this run's state.
+            self._mgr.wait_until_finished()
+            self._mgr.delete(step)
+        self._saved.add(step)
         meta = dict(meta or {}, step=int(step), fingerprint=tree_fingerprint(state))
         return self._mgr.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=force)

@@ -422,6 +422,9 @@ def test_solarize_hand_example():
     y = aug.solarize(jax.random.PRNGKey(0), x, p=1.0, threshold=0.5)
     np.testing.assert_allclose(np.asarray(y).ravel(), [0.0, 0.2, 0.49, 0.5, 0.3, 0.0], atol=1e-7)
     np.testing.assert_array_equal(np.asarray(aug.solarize(jax.random.PRNGKey(0), x)), x)  # default p = 0
+    # The threshold itself is inverted (x >= threshold).
+    y4 = aug.solarize(jax.random.PRNGKey(0), x, p=1.0, threshold=0.2)
+    np.testing.assert_allclose(np.asarray(y4).ravel(), [0.0, 0.8, 0.51, 0.5, 0.3, 0.0], atol=1e-6)
     u8 = np.array([[[0], [100], [128], [200], [255]]], np.uint8)
     y8 = np.asarray(aug.solarize(jax.random.PRNGKey(0), u8, p=1.0)).ravel()
     np.testing.assert_allclose(y8, [0, 100 / 255, 1 - 128 / 255, 1 - 200 / 255, 0.0], atol=1e-6)
@@ -487,3 +490,13 @@ def test_channels_first_hint_and_bad_params():
         aug.color_jitter(jax.random.PRNGKey(0), _rgb_f(), hue=0.7)
     with pytest.raises(ValueError, match="kernel_size"):
         aug.gaussian_blur(jax.random.PRNGKey(0), _rgb_f(), kernel_size=4)
+
+
+def test_view_fn_identity_and_unknown_keys():
+    import numpy as np
+    from sslx.augment import make_view_fn
+    img = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    view = make_view_fn({"crop_size": 8, "identity": True})
+    np.testing.assert_allclose(view(jax.random.PRNGKey(0), img), img / 255.0, atol=1e-5)
+    with pytest.raises(ValueError, match="unknown augmentation keys.*flip_prob"):
+        make_view_fn({"crop_size": 8, "flip_prob": 0.5})

@@ -112,3 +112,12 @@ def test_shape_errors():
         losses.nt_xent(jnp.ones((3, 4)), jnp.ones((2, 4)))
     with pytest.raises(AssertionError):
         losses.nt_xent(jnp.ones((3,)), jnp.ones((3,)))
+
+
+def test_zero_embedding_has_finite_gradient():
+    # A dead projector can output an exact zero row; the loss must not turn gradients into NaN.
+    z1 = jnp.array([[0.0, 0.0, 0.0], [1.0, 2.0, 3.0]])
+    z2 = jnp.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    g = jax.grad(lambda a: losses.nt_xent(a, z2, 0.5)[0])(z1)
+    assert bool(jnp.all(jnp.isfinite(g)))
+    np.testing.assert_allclose(losses.l2_normalize(jnp.array([[3.0, 4.0]])), [[0.6, 0.8]], rtol=1e-6)

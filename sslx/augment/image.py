@@ -600,6 +600,7 @@ _VIEW_DEFAULTS: dict[str, Any] = {
     "blur_sigma": (0.1, 2.0),
     "solarize_p": 0.0,
     "solarize_threshold": 0.5,
+    "identity": False,
 }
 
 
@@ -630,8 +631,17 @@ def make_view_fn(cfg: Any) -> ViewFn:
             "make_view_fn: config key `crop_size` (int output side) is required, "
             f"got config with keys {list(cfg.keys()) if hasattr(cfg, 'keys') else cfg!r}."
         )
+    keys = set(cfg.keys()) if hasattr(cfg, "keys") else set()
+    unknown = keys - set(_VIEW_DEFAULTS) - {"crop_size"}
+    if unknown:
+        raise ValueError(f"make_view_fn: unknown augmentation keys {sorted(unknown)}; "
+                         f"valid keys are {sorted(set(_VIEW_DEFAULTS) | {'crop_size'})}.")
     c = {k: _cfg_get(cfg, k, v) for k, v in _VIEW_DEFAULTS.items()}
     size = _normalize_size(crop_size, "make_view_fn", "crop_size")
+    if c["identity"]:
+        # No augmentation: only resize the full image to crop_size (benchmarks, ablations).
+        return lambda key, image: random_resized_crop(key, image, size, scale=(1.0, 1.0),
+                                                      ratio=(image.shape[1] / image.shape[0],) * 2)
     scale = tuple(float(v) for v in c["crop_scale"])
     ratio = tuple(float(v) for v in c["crop_ratio"])
     s = float(c["jitter_strength"])

@@ -34,6 +34,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.augment.grayscale_p = 0.2
     c.augment.blur_p = 0.0
     c.augment.solarize_p = 0.0
+    c.augment.identity = False  # True: no augmentation, only a resize to crop_size
 
     c.method = ml_collections.ConfigDict()
     c.method.name = "simclr"
@@ -68,6 +69,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.probe_epochs = 100
     c.eval.batch_size = 512
     c.eval.max_train_examples = 0  # > 0: subsample the train features for the final probe
+    c.eval.at_end = True  # linear probe + kNN after training
     c.eval.compare_random_init = True
 
     c.distributed = ml_collections.ConfigDict()

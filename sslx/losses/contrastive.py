@@ -16,9 +16,13 @@ from jax import lax
 
 
 def l2_normalize(x: jax.Array, axis: int = -1, eps: float = 1e-12) -> jax.Array:
-    """``x / max(||x||, eps)`` along ``axis`` (the usual cosine-similarity prep)."""
-    norm = jnp.sqrt(jnp.sum(jnp.square(x), axis=axis, keepdims=True))
-    return x / jnp.maximum(norm, eps)
+    """``x / max(||x||, eps)`` along ``axis`` (the usual cosine-similarity prep).
+
+    Written with ``rsqrt(max(||x||^2, eps^2))`` so an all-zero row has a zero,
+    not NaN, gradient (sqrt has an infinite derivative at 0).
+    """
+    sq = jnp.sum(jnp.square(x), axis=axis, keepdims=True)
+    return x * lax.rsqrt(jnp.maximum(sq, eps * eps))
 
 
 def _gather(x: jax.Array, axis_name: Optional[str]) -> tuple[jax.Array, jax.Array]:

@@ -125,8 +125,13 @@ def evaluate_encoder(method, params, state, train_ds, test_ds, config, *, desc: 
     return {"knn_acc": float(knn), "linear_acc": float(probe["test_acc"])}
 
 
-def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = True) -> dict:
-    """Pretrain ``config.method`` on ``config.dataset``; returns the final results dict."""
+def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = True,
+          stop_at: Optional[int] = None) -> dict:
+    """Pretrain ``config.method`` on ``config.dataset``; returns the final results dict.
+
+    ``stop_at`` ends the run after that step as a preemption would (checkpoint,
+    no final evaluation); calling ``train`` again resumes it.
+    """
     maybe_initialize_distributed(config.distributed)
     is_main = jax.process_index() == 0
     os.makedirs(workdir, exist_ok=True)
@@ -193,8 +198,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
                     writer.write(done, {"monitor_knn_acc": knn})
                 if ckpt.should_save(done):
                     ckpt.save(done, runner.get_state(ts), dict(meta_base, data_position=done * config.batch_size))
-                if stop.signum is not None:
-                    stopped_by = stop.signum
+                if stop.signum is not None or (stop_at is not None and done >= stop_at):
+                    stopped_by = stop.signum if stop.signum is not None else "stop_at"
                     step = done
                     break
             else:
@@ -209,12 +214,15 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
     ckpt.close()
     writer.close()
     if stopped_by is not None:
-        msg = (f"Stopped by signal {signal.Signals(stopped_by).name} at step {final_step}; checkpoint saved in "
-               f"{ckpt.directory}. Run the same command again to resume.")
-        print(msg)
+        why = "stop_at" if stopped_by == "stop_at" else f"signal {signal.Signals(stopped_by).name}"
+        if is_main:
+            print(f"Stopped by {why} at step {final_step}; checkpoint saved in {ckpt.directory}. "
+                  "Run the same command again to resume.")
         return {"stopped": True, "step": final_step}
 
     results = {"step": final_step}
+    if not config.eval.at_end:
+        return results
     eval_ds = eval_ds or sdata.load_image_dataset(ds_cfg.name, ds_cfg.eval_split, data_dir=ds_cfg.data_dir)
     state = jax.device_get(runner.get_state(ts))
     results["ssl"] = evaluate_encoder(method, state.params, state.state, train_ds, eval_ds, config)
