@@ -19,6 +19,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
+from absl import logging as absl_logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=False)
@@ -33,6 +34,7 @@ flags.mark_flags_as_required(["config"])
 
 
 def main(argv):
+    absl_logging.set_verbosity(absl_logging.WARNING)
     import jax
     import numpy as np
 
@@ -82,4 +84,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    from sslx.cli import check_config_overrides
+    check_config_overrides()
     app.run(main)

@@ -14,6 +14,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
+from absl import logging as absl_logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. sslx/configs/simclr.py:digits",
@@ -28,10 +29,12 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    logging.getLogger("absl").setLevel(logging.WARNING)
+    absl_logging.set_verbosity(absl_logging.WARNING)
     from sslx.train.loop import train
     train(_CONFIG.value, _WORKDIR.value, progress=_PROGRESS.value, stop_at=_STOP_AT.value)
 
 
 if __name__ == "__main__":
+    from sslx.cli import check_config_overrides
+    check_config_overrides()
     app.run(main)

@@ -481,7 +481,7 @@ def color_jitter(
     order = jnp.argsort(u[5:])  # uniformly random permutation of the ops
     # A loop (rather than an unrolled Python loop) keeps the compiled program
     # small: the switch over the ops appears once instead of once per step.
-    y = jax.lax.fori_loop(0, len(ops), lambda i, y: jax.lax.switch(order[i], ops, y), x)
+    y = jax.lax.fori_loop(0, len(ops), lambda i, y: jax.lax.switch(order[i], ops, y).astype(x.dtype), x)
     return jnp.where(apply, jnp.clip(y, 0.0, 1.0), x)
 
 

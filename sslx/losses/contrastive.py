@@ -68,7 +68,7 @@ def info_nce(
     if negatives is not None:
         logits = jnp.concatenate([logits, queries @ negatives.T / temperature], axis=1)
     labels = offset + jnp.arange(queries.shape[0])
-    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    logp = jax.nn.log_softmax(logits.astype(jnp.promote_types(logits.dtype, jnp.float32)), axis=-1)
     loss = -jnp.take_along_axis(logp, labels[:, None], axis=1)[:, 0]
     acc = jnp.argmax(logits, axis=-1) == labels
     return jnp.mean(loss), {"accuracy": jnp.mean(acc)}
@@ -99,7 +99,8 @@ def nt_xent(
     chex.assert_rank([z1, z2], 2)
     chex.assert_equal_shape([z1, z2])
     b = z1.shape[0]
-    z1, z2 = l2_normalize(z1.astype(jnp.float32)), l2_normalize(z2.astype(jnp.float32))
+    ftype = jnp.promote_types(z1.dtype, jnp.float32)  # bf16 -> f32; f64 stays f64
+    z1, z2 = l2_normalize(z1.astype(ftype)), l2_normalize(z2.astype(ftype))
     g1, offset = _gather(z1, axis_name)
     g2, _ = _gather(z2, axis_name)
     n = g1.shape[0]

@@ -26,7 +26,7 @@ class MLPHead(nn.Module):
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
         if x.ndim != 2:
             raise ValueError(f"MLPHead input: expected [B, D] features, got shape {tuple(x.shape)}.")
-        bn = lambda **kw: nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype,
+        bn = lambda **kw: nn.BatchNorm(use_running_average=not train, momentum=0.9, use_fast_variance=False, dtype=self.dtype,
                                        axis_name=self.bn_axis_name if train else None, **kw)
         x = x.astype(self.dtype)
         for h in self.hidden:
@@ -37,4 +37,4 @@ class MLPHead(nn.Module):
         x = nn.Dense(self.out_dim, dtype=self.dtype)(x)
         if self.last_bn:
             x = bn(use_scale=False, use_bias=False)(x)
-        return x.astype(jnp.float32)
+        return x.astype(jnp.promote_types(self.dtype, jnp.float32))

@@ -86,7 +86,7 @@ class ResNet(nn.Module):
         _check_images(x)
         conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype)
         norm = functools.partial(
-            nn.BatchNorm, use_running_average=not train, momentum=self.bn_momentum,
+            nn.BatchNorm, use_running_average=not train, momentum=self.bn_momentum, use_fast_variance=False,
             epsilon=1e-5, dtype=self.dtype, axis_name=self.bn_axis_name if train else None)
         x = x.astype(self.dtype)
         if self.stem == "cifar":
@@ -102,7 +102,7 @@ class ResNet(nn.Module):
             for j in range(n_blocks):
                 strides = 2 if i > 0 and j == 0 else 1
                 x = self.block(self.width * 2 ** i, strides, conv=conv, norm=norm)(x)
-        return jnp.mean(x, axis=(1, 2)).astype(jnp.float32)
+        return jnp.mean(x, axis=(1, 2)).astype(jnp.promote_types(self.dtype, jnp.float32))
 
 
 ResNet18 = functools.partial(ResNet, stage_sizes=(2, 2, 2, 2), block=BasicBlock)
@@ -128,7 +128,7 @@ class SmallConvNet(nn.Module):
         _check_images(x)
         x = x.astype(self.dtype)
         norm = functools.partial(
-            nn.BatchNorm, use_running_average=not train, momentum=self.bn_momentum,
+            nn.BatchNorm, use_running_average=not train, momentum=self.bn_momentum, use_fast_variance=False,
             dtype=self.dtype, axis_name=self.bn_axis_name if train else None)
         if self.strides is not None and len(self.strides) != len(self.features):
             raise ValueError(f"SmallConvNet: strides {self.strides} and features {self.features} differ in length.")
@@ -139,7 +139,7 @@ class SmallConvNet(nn.Module):
                 strides = 2 if (i > 0 and x.shape[1] >= 16) else 1
             x = nn.Conv(f, (3, 3), (strides, strides), padding=1, use_bias=False, dtype=self.dtype)(x)
             x = nn.relu(norm()(x))
-        return jnp.mean(x, axis=(1, 2)).astype(jnp.float32)
+        return jnp.mean(x, axis=(1, 2)).astype(jnp.promote_types(self.dtype, jnp.float32))
 
 
 def make_encoder(name: str, *, dtype: Dtype = jnp.float32, bn_axis_name: Optional[str] = None,

@@ -237,6 +237,55 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
     return results
 
 
+def load_run_config(workdir: str) -> ml_collections.ConfigDict:
+    """The config a run was started with (``<workdir>/config.json``)."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} not found: --workdir must be a directory written by scripts/train.py "
+                                "(or pass --config explicitly).")
+    with open(path) as f:
+        d = json.load(f)
+    from sslx.configs.common import base_config
+    config = base_config()
+    config.unlock() if hasattr(config, "unlock") else None
+    _update(config, d)
+    return config
+
+
+def _update(node: ml_collections.ConfigDict, d: dict) -> None:
+    for k, v in d.items():
+        if isinstance(v, dict) and k in node and isinstance(node[k], ml_collections.ConfigDict):
+            _update(node[k], v)
+        else:
+            with node.ignore_type():
+                node[k] = tuple(v) if isinstance(v, list) else v
+
+
+def evaluate_checkpoint(workdir: str, config: Optional[ml_collections.ConfigDict] = None,
+                        step: Optional[int] = None, random_init: bool = False) -> dict:
+    """Linear probe + kNN of the encoder saved in ``workdir`` (latest or ``step``)."""
+    config = config if config is not None else load_run_config(workdir)
+    ds_cfg = config.dataset
+    train_ds = sdata.load_image_dataset(ds_cfg.name, ds_cfg.train_split, data_dir=ds_cfg.data_dir)
+    eval_ds = sdata.load_image_dataset(ds_cfg.name, ds_cfg.eval_split, data_dir=ds_cfg.data_dir)
+    example = train_ds[np.arange(2)]
+    method = get_method(config, axis_name=None)
+    tx, _ = make_optimizer(config.optimizer, 1, config.batch_size)
+    fresh = create_train_state(method, tx, jax.random.PRNGKey(config.seed), example)
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
+    if not ckpt.steps():
+        raise FileNotFoundError(f"no checkpoint in {ckpt.directory}; train first with scripts/train.py "
+                                f"--workdir {workdir}.")
+    state, meta = ckpt.restore(jax.device_get(fresh), step=step)
+    if state is None:
+        raise FileNotFoundError(f"no readable checkpoint in {ckpt.directory}.")
+    results = {"method": method.name, "dataset": ds_cfg.name, "step": int(meta["step"]),
+               "ssl": evaluate_encoder(method, state.params, state.state, train_ds, eval_ds, config)}
+    if random_init:
+        results["random_init"] = evaluate_encoder(method, fresh.params, fresh.state, train_ds, eval_ds, config)
+    return results
+
+
 def _monitor_knn(method, state: TrainState, train_ds, eval_ds, config) -> float:
     enc = _encode_fn(method, state.params, state.state)
     xtr, ytr = sdata.dataset_arrays(train_ds, max_examples=config.eval.max_train_examples, seed=config.seed)

@@ -95,7 +95,9 @@ class ParallelStep:
     def put_state(self, ts: Any) -> Any:
         """Replicate a host/global state onto the devices."""
         if self.mode == "jit":
-            return jax.device_put(ts, self._replicated, may_alias=False)
+            # Copy first: device_put may alias device 0's shard with the caller's arrays, and the
+            # donating step would then delete the caller's state.
+            return jax.device_put(jax.tree.map(jnp.copy, ts), self._replicated)
         n = len(self.local_devices)
         # pmap shards a leading device axis of a host array onto its devices.
         return jax.tree.map(lambda x: np.broadcast_to(np.asarray(x), (n,) + np.shape(x)), ts)
