@@ -25,7 +25,7 @@ def _check_images(x: jax.Array, name: str = "images") -> None:
     if not (jnp.issubdtype(x.dtype, jnp.floating)):
         raise ValueError(
             f"{name}: expected floating images (e.g. float32 in [0, 1]), got dtype {x.dtype}. "
-            "Convert uint8 images with sslx.augment.to_float.")
+            "Convert uint8 images with images.astype(jnp.float32) / 255 (or jax.vmap(sslx.augment.to_float)).")
 
 
 class BasicBlock(nn.Module):
