@@ -118,3 +118,28 @@ def test_sigkill_mid_run_resumes_losing_at_most_one_interval(tmp_path, async_sav
     start = int(resumed.stdout.split("Resuming from checkpoint step ")[1].split()[0])
     lost = last_logged - start
     assert 0 <= lost <= (2 if async_save else 1) * interval, (start, last_logged, resumed.stderr[-2000:])
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+    wd = tmp_path / "run"
+    cmd = [sys.executable, str(REPO / "scripts" / "train.py"), "--config",
+           str(REPO / "sslx" / "configs" / "simclr.py") + ":digits", "--workdir", str(wd), "--noprogress",
+           "--config.batch_size=16", "--config.model.encoder_kwargs.features=(4, 8)",
+           "--config.model.encoder_kwargs.strides=(1, 1)", "--config.model.proj_hidden=(8,)",
+           "--config.model.proj_dim=4", "--config.train.num_steps=100000", "--config.train.checkpoint_every=1000",
+           "--config.train.log_every=1"]
+    env = dict(os.environ, XLA_FLAGS="", PYTHONPATH=str(REPO))
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = wd / "metrics.jsonl"
+    deadline = time.time() + 180
+    while time.time() < deadline and not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
+        assert proc.poll() is None, proc.stderr.read()[-3000:]
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-3000:]
+    assert "Stopped by signal SIGTERM" in out
+    stopped_at = int(out.split("Stopped by signal SIGTERM at step ")[1].split(";")[0])
+    # No periodic checkpoint was due (every 1000 steps): the one on disk is the SIGTERM save.
+    assert Checkpointer(str(wd / "checkpoints")).steps() == [stopped_at]
+    assert stopped_at >= 3

@@ -16,6 +16,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.dataset.train_split = "train"
     c.dataset.eval_split = "test"
     c.dataset.download = False
+    c.dataset.image_size = 0  # > 0: host resizes the shorter side and centre-crops (variable-size tfds images)
 
     c.model = ml_collections.ConfigDict()
     c.model.encoder = "resnet18"

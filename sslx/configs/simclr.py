@@ -86,6 +86,7 @@ def get_config(arg: str = "digits") -> ml_collections.ConfigDict:
     elif arg == "imagenet":
         c.dataset.name = "imagenet2012"
         c.dataset.eval_split = "validation"
+        c.dataset.image_size = 256  # host: shorter side 256 + centre crop; device: random resized crop 224
         c.batch_size = 4096
         c.train.num_epochs = 100
         c.model.encoder = "resnet50"

@@ -108,6 +108,13 @@ def build(config: ml_collections.ConfigDict, num_examples: int, example_batch: d
     return method, runner, state, total
 
 
+def load_split(config: ml_collections.ConfigDict, split: str):
+    """The dataset split named in ``config.dataset`` (see :func:`sslx.data.load_image_dataset`)."""
+    d = config.dataset
+    return sdata.load_image_dataset(d.name, split, data_dir=d.data_dir, download=d.download,
+                                    image_size=d.get("image_size", 0) or None)
+
+
 def _encode_fn(method, params, state):
     return jax.jit(lambda x: method.encode(params, state, x))
 
@@ -136,8 +143,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
     is_main = jax.process_index() == 0
     os.makedirs(workdir, exist_ok=True)
     ds_cfg = config.dataset
-    train_ds = sdata.load_image_dataset(ds_cfg.name, ds_cfg.train_split, data_dir=ds_cfg.data_dir,
-                                        download=ds_cfg.download)
+    train_ds = load_split(config, ds_cfg.train_split)
     n = len(train_ds)
     if config.batch_size > n:
         raise ValueError(f"config.batch_size={config.batch_size} exceeds the {n} training examples of "
@@ -191,8 +197,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
                 if pbar is not None:
                     pbar.update(1)
                 if config.train.eval_every and done % config.train.eval_every == 0 and done < total_steps:
-                    eval_ds = eval_ds or sdata.load_image_dataset(ds_cfg.name, ds_cfg.eval_split,
-                                                                  data_dir=ds_cfg.data_dir)
+                    eval_ds = eval_ds or load_split(config, ds_cfg.eval_split)
                     s = runner.get_state(ts)
                     knn = _monitor_knn(method, s, train_ds, eval_ds, config)
                     writer.write(done, {"monitor_knn_acc": knn})
@@ -223,7 +228,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
     results = {"step": final_step}
     if not config.eval.at_end:
         return results
-    eval_ds = eval_ds or sdata.load_image_dataset(ds_cfg.name, ds_cfg.eval_split, data_dir=ds_cfg.data_dir)
+    eval_ds = eval_ds or load_split(config, ds_cfg.eval_split)
     state = jax.device_get(runner.get_state(ts))
     results["ssl"] = evaluate_encoder(method, state.params, state.state, train_ds, eval_ds, config)
     if config.eval.compare_random_init:
@@ -266,8 +271,8 @@ def evaluate_checkpoint(workdir: str, config: Optional[ml_collections.ConfigDict
     """Linear probe + kNN of the encoder saved in ``workdir`` (latest or ``step``)."""
     config = config if config is not None else load_run_config(workdir)
     ds_cfg = config.dataset
-    train_ds = sdata.load_image_dataset(ds_cfg.name, ds_cfg.train_split, data_dir=ds_cfg.data_dir)
-    eval_ds = sdata.load_image_dataset(ds_cfg.name, ds_cfg.eval_split, data_dir=ds_cfg.data_dir)
+    train_ds = load_split(config, ds_cfg.train_split)
+    eval_ds = load_split(config, ds_cfg.eval_split)
     example = train_ds[np.arange(2)]
     method = get_method(config, axis_name=None)
     tx, _ = make_optimizer(config.optimizer, 1, config.batch_size)
