@@ -143,3 +143,15 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     # No periodic checkpoint was due (every 1000 steps): the one on disk is the SIGTERM save.
     assert Checkpointer(str(wd / "checkpoints")).steps() == [stopped_at]
     assert stopped_at >= 3
+
+
+def test_loop_with_pmap_matches_jit_and_resumes(tmp_path):
+    # The whole loop (placement, checkpoint save/restore) with the pmap compiler.
+    jit_wd, pmap_wd = str(tmp_path / "jit"), str(tmp_path / "pmap")
+    train(_config(**{"train.num_steps": 4, "train.checkpoint_every": 2}), jit_wd, progress=False)
+    pcfg = _config(**{"train.num_steps": 4, "train.checkpoint_every": 2, "train.parallel": "pmap"})
+    train(pcfg, pmap_wd, progress=False, stop_at=2)
+    train(pcfg, pmap_wd, progress=False)
+    _, a = _final_state(jit_wd)
+    _, b = _final_state(pmap_wd)
+    chex.assert_trees_all_close(a, b, atol=1e-6, rtol=1e-6)
