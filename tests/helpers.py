@@ -1,5 +1,9 @@
 """Small configs and batches shared by the tests."""
+import jax
 import numpy as np
+
+from sslx.methods import get_method
+from sslx.train import ParallelStep, create_train_state, make_optimizer, make_step_fn
 
 from sslx.configs import simclr as simclr_cfg
 
@@ -35,3 +39,17 @@ def random_batch(n=8, size=8, channels=1, seed=0):
     rng = np.random.default_rng(seed)
     return {"image": rng.integers(0, 256, (n, size, size, channels), dtype=np.uint8),
             "label": rng.integers(0, 10, (n,), dtype=np.int32)}
+
+
+def run_steps(config, devices, mode, batches):
+    """Run one compiled step per batch on ``devices`` -> (initial host state, final state, metrics)."""
+    method = get_method(config)
+    tx, sched = make_optimizer(config.optimizer, 10, config.batch_size)
+    runner = ParallelStep(make_step_fn(method, tx, sched), mode=mode, devices=devices)
+    host = create_train_state(method, tx, jax.random.PRNGKey(0), batches[0])
+    ts = runner.put_state(host)
+    metrics = []
+    for b in batches:
+        ts, m = runner(ts, runner.put_batch(b))
+        metrics.append(jax.device_get(m))
+    return host, jax.device_get(runner.get_state(ts)), metrics

@@ -8,20 +8,7 @@ import pytest
 
 from sslx.methods import get_method
 from sslx.train import ParallelStep, create_train_state, make_optimizer, make_step_fn, decay_mask
-from tests.helpers import random_batch, tiny_simclr_config
-
-
-def run_steps(config, devices, mode, batches):
-    method = get_method(config)
-    tx, sched = make_optimizer(config.optimizer, 10, config.batch_size)
-    runner = ParallelStep(make_step_fn(method, tx, sched), mode=mode, devices=devices)
-    host = create_train_state(method, tx, jax.random.PRNGKey(0), batches[0])
-    ts = runner.put_state(host)
-    metrics = []
-    for b in batches:
-        ts, m = runner(ts, runner.put_batch(b))
-        metrics.append(jax.device_get(m))
-    return host, jax.device_get(runner.get_state(ts)), metrics
+from tests.helpers import random_batch, run_steps, tiny_simclr_config
 
 
 @pytest.fixture(scope="module")

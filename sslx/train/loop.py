@@ -100,8 +100,8 @@ def num_train_steps(config: ml_collections.ConfigDict, num_examples: int) -> int
 def build(config: ml_collections.ConfigDict, num_examples: int, example_batch: dict):
     """Method, optimiser, parallel step and a fresh (host) TrainState for ``config``."""
     check_global_batch(config.batch_size, jax.device_count())
-    method = get_method(config)
     total = num_train_steps(config, num_examples)
+    method = get_method(config, total_steps=total)
     tx, schedule = make_optimizer(config.optimizer, total, config.batch_size)
     runner = ParallelStep(make_step_fn(method, tx, schedule), mode=config.train.parallel)
     state = create_train_state(method, tx, jax.random.PRNGKey(config.seed), example_batch)
