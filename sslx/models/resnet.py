@@ -28,6 +28,14 @@ def _check_images(x: jax.Array, name: str = "images") -> None:
             "Convert uint8 images with images.astype(jnp.float32) / 255 (or jax.vmap(sslx.augment.to_float)).")
 
 
+def _shortcut(block: nn.Module, x: jax.Array, out: int) -> jax.Array:
+    """Identity, or a strided 1x1 conv + BN when the block changes shape (called inside ``block``)."""
+    if x.shape[-1] == out and block.strides == 1:
+        return x
+    x = block.conv(out, (1, 1), (block.strides, block.strides), name="proj")(x)
+    return block.norm(name="proj_bn")(x)
+
+
 class BasicBlock(nn.Module):
     """Two 3x3 convs with an identity / 1x1 projection shortcut (ResNet-18/34)."""
     filters: int
@@ -41,10 +49,7 @@ class BasicBlock(nn.Module):
         y = nn.relu(self.norm()(y))
         y = self.conv(self.filters, (3, 3), padding=1)(y)
         y = self.norm(scale_init=nn.initializers.zeros)(y)
-        if x.shape[-1] != self.filters or self.strides != 1:
-            x = self.conv(self.filters, (1, 1), (self.strides, self.strides), name="proj")(x)
-            x = self.norm(name="proj_bn")(x)
-        return nn.relu(x + y)
+        return nn.relu(_shortcut(self, x, self.filters) + y)
 
 
 class Bottleneck(nn.Module):
@@ -61,10 +66,7 @@ class Bottleneck(nn.Module):
         y = self.conv(self.filters, (3, 3), (self.strides, self.strides), padding=1)(y)
         y = nn.relu(self.norm()(y))
         y = self.norm(scale_init=nn.initializers.zeros)(self.conv(out, (1, 1))(y))
-        if x.shape[-1] != out or self.strides != 1:
-            x = self.conv(out, (1, 1), (self.strides, self.strides), name="proj")(x)
-            x = self.norm(name="proj_bn")(x)
-        return nn.relu(x + y)
+        return nn.relu(_shortcut(self, x, out) + y)
 
 
 class ResNet(nn.Module):
