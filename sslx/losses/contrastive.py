@@ -115,3 +115,48 @@ def nt_xent(
     loss = -jnp.take_along_axis(logp, pos_idx[:, None], axis=1)[:, 0]
     acc = jnp.argmax(logits, axis=-1) == pos_idx
     return jnp.mean(loss), {"accuracy": jnp.mean(acc)}
+
+
+def moco_info_nce(
+    queries: jax.Array,
+    keys: jax.Array,
+    queue: jax.Array,
+    temperature: float = 0.07,
+    *,
+    normalize: bool = True,
+) -> tuple[jax.Array, dict]:
+    """MoCo's InfoNCE (He et al. 2019, eq. 1): one positive key per query plus a queue of negatives.
+
+    For query ``q_i`` the logits are ``[q_i . k_i, q_i . n_1, ..., q_i . n_K] / temperature``
+    and the label is 0 (the positive). Unlike :func:`info_nce`, the other
+    in-batch keys are *not* negatives: MoCo contrasts only against the queue.
+    Keys carry no gradient (call sites pass ``stop_gradient(keys)``); the
+    queue is a constant. No cross-device communication is needed: every
+    query's logits are local, so ``lax.pmean`` of the per-device means gives
+    the global-batch mean.
+
+    Args:
+      queries: [B, D] query embeddings.
+      keys: [B, D] positive keys, ``keys[i]`` for ``queries[i]``.
+      queue: [K, D] negative keys.
+      temperature: tau.
+      normalize: L2-normalise queries, keys and queue first.
+
+    Returns:
+      (mean loss over the B queries, {"accuracy": fraction whose positive has the top logit}).
+    """
+    chex.assert_rank([queries, keys, queue], 2)
+    chex.assert_equal_shape([queries, keys])
+    if queue.shape[1] != queries.shape[1]:
+        raise ValueError(f"moco_info_nce: queue dim {queue.shape[1]} != embedding dim {queries.shape[1]}.")
+    ftype = jnp.promote_types(queries.dtype, jnp.float32)
+    queries, keys, queue = queries.astype(ftype), keys.astype(ftype), queue.astype(ftype)
+    if normalize:
+        queries, keys, queue = l2_normalize(queries), l2_normalize(keys), l2_normalize(queue)
+    l_pos = jnp.sum(queries * keys, axis=-1, keepdims=True)  # [B, 1]
+    l_neg = queries @ queue.T  # [B, K]
+    logits = jnp.concatenate([l_pos, l_neg], axis=1) / temperature
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    loss = -logp[:, 0]
+    acc = jnp.argmax(logits, axis=-1) == 0
+    return jnp.mean(loss), {"accuracy": jnp.mean(acc)}

@@ -4,9 +4,9 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 from sslx.methods.base import DATA_AXIS, Method, example_keys
-from sslx.methods.image import simclr
+from sslx.methods.image import byol, moco, simclr
 
-_REGISTRY: dict[str, Callable[..., Method]] = {"simclr": simclr}
+_REGISTRY: dict[str, Callable[..., Method]] = {"simclr": simclr, "byol": byol, "moco": moco}
 
 
 def get_method(config, axis_name: Optional[str] = DATA_AXIS, total_steps: Optional[int] = None) -> Method:
@@ -24,4 +24,4 @@ def get_method(config, axis_name: Optional[str] = DATA_AXIS, total_steps: Option
     return _REGISTRY[name](config, axis_name=axis_name, total_steps=total_steps)
 
 
-__all__ = ["DATA_AXIS", "Method", "example_keys", "get_method", "simclr"]
+__all__ = ["DATA_AXIS", "Method", "byol", "example_keys", "get_method", "moco", "simclr"]

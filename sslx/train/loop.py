@@ -274,7 +274,7 @@ def evaluate_checkpoint(workdir: str, config: Optional[ml_collections.ConfigDict
     train_ds = load_split(config, ds_cfg.train_split)
     eval_ds = load_split(config, ds_cfg.eval_split)
     example = train_ds[np.arange(2)]
-    method = get_method(config, axis_name=None)
+    method = get_method(config, axis_name=None, total_steps=num_train_steps(config, len(train_ds)))
     tx, _ = make_optimizer(config.optimizer, 1, config.batch_size)
     fresh = create_train_state(method, tx, jax.random.PRNGKey(config.seed), example)
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))

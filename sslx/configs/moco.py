@@ -1,0 +1,157 @@
+"""MoCo configs: ``--config sslx/configs/moco.py:<arg>``.
+
+arg: ``digits`` (default; v2-style, small convnet on scikit-learn's 8x8 digits,
+minutes on CPU), ``fashion_mnist`` / ``mnist`` (v2-style, small convnet),
+``cifar10`` (ResNet-18 CIFAR stem; the MoCo authors' CIFAR-10 demo settings),
+``imagenet_v1`` and ``imagenet_v2`` (ResNet-50, K=65536, batch 256, as in the
+papers).
+
+Method keys: ``temperature``, ``momentum`` (key-encoder EMA rate m),
+``queue_size`` (K, a multiple of ``batch_size``), ``shuffle_bn`` (shuffling BN,
+paper sec. 3.3) and ``version`` (informational). Head: ``model.proj_hidden``
+(() = v1's linear fc; (2048,) = v2's MLP), ``model.proj_dim`` and
+``model.proj_bn`` (BatchNorm in the head; False as in the paper's code).
+"""
+from __future__ import annotations
+
+import ml_collections
+
+from sslx.configs.common import base_config
+
+
+def _v1(c: ml_collections.ConfigDict) -> None:
+    # MoCo v1 (He et al. 2019, sec. 4 / official code): linear fc -> 128, t = 0.07, m = 0.999;
+    # augmentation: crop (0.2, 1), colour jitter 0.4 (always), grayscale 0.2, flip, no blur.
+    c.method.version = "v1"
+    c.method.temperature = 0.07
+    c.model.proj_hidden = ()
+    c.model.proj_dim = 128
+    c.augment.crop_scale = (0.2, 1.0)
+    c.augment.jitter_p = 1.0
+    c.augment.jitter_strength = 0.5  # 0.4 brightness/contrast/saturation; hue 0.1 (v1 code: 0.4)
+    c.augment.grayscale_p = 0.2
+    c.augment.blur_p = 0.0
+
+
+def _v2(c: ml_collections.ConfigDict) -> None:
+    # MoCo v2 (Chen et al. 2020): MLP head fc 2048 - ReLU - fc 128 (no BN), t = 0.2, m = 0.999;
+    # augmentation adds Gaussian blur (p 0.5, sigma 0.1-2) and jitter (0.4, 0.4, 0.4, 0.1) with p 0.8.
+    c.method.version = "v2"
+    c.method.temperature = 0.2
+    c.model.proj_hidden = (2048,)
+    c.model.proj_dim = 128
+    c.augment.crop_scale = (0.2, 1.0)
+    c.augment.jitter_p = 0.8
+    c.augment.jitter_strength = 0.5
+    c.augment.grayscale_p = 0.2
+    c.augment.blur_p = 0.5
+
+
+def get_config(arg: str = "digits") -> ml_collections.ConfigDict:
+    c = base_config()
+    c.method.name = "moco"
+    c.method.momentum = 0.999
+    c.method.queue_size = 65536
+    c.method.shuffle_bn = True
+    c.model.proj_bn = False
+    _v2(c)
+    arg = arg or "digits"
+    if arg == "digits":
+        # v2-style on 1438 8x8 images. Short runs: m = 0.99 (0.999 would barely move the key encoder
+        # in a few hundred steps) and a small queue (K = 4 global batches, under one epoch of keys).
+        c.dataset.name = "digits"
+        c.batch_size = 256
+        c.train.num_epochs = 120
+        c.method.queue_size = 1024
+        c.method.momentum = 0.99
+        c.method.temperature = 0.2
+        c.model.encoder = "small_convnet"
+        c.model.encoder_kwargs = {"features": (32, 64, 128), "strides": (1, 2, 1)}
+        c.model.proj_hidden = (128,)
+        c.model.proj_dim = 64
+        c.augment.crop_size = 8
+        c.augment.crop_scale = (0.4, 1.0)
+        c.augment.flip_p = 0.0
+        c.augment.grayscale_p = 0.0
+        c.augment.blur_p = 0.0  # 8x8 images: blur erases the digit
+        c.optimizer.name = "adamw"
+        c.optimizer.lr = 2e-3
+        c.optimizer.weight_decay = 1e-4
+        c.optimizer.warmup_steps = 50
+        c.train.checkpoint_every = 200
+        c.train.eval_every = 0
+        c.eval.knn_k = 20
+    elif arg in ("mnist", "fashion_mnist"):
+        c.dataset.name = arg
+        c.batch_size = 256
+        c.train.num_epochs = 5
+        c.method.queue_size = 4096
+        c.method.momentum = 0.99
+        c.model.encoder = "small_convnet"
+        c.model.encoder_kwargs = {"features": (32, 64, 128)}
+        c.model.proj_hidden = (256,)
+        c.model.proj_dim = 64
+        c.augment.crop_size = 28
+        c.augment.crop_scale = (0.3, 1.0)
+        c.augment.flip_p = 0.0
+        c.augment.grayscale_p = 0.0
+        c.augment.blur_p = 0.0
+        c.optimizer.name = "adamw"
+        c.optimizer.lr = 2e-3
+        c.optimizer.weight_decay = 1e-4
+        c.optimizer.warmup_steps = 100
+        c.eval.max_train_examples = 10000
+    elif arg == "cifar10":
+        # The MoCo authors' CIFAR-10 demo (facebookresearch/moco, colab/moco_cifar10_demo.ipynb):
+        # ResNet-18 CIFAR stem, linear fc -> 128, K = 4096, m = 0.99, t = 0.1, batch 512, SGD
+        # (momentum 0.9) lr 0.06 at batch 512, wd 5e-4, cosine, 200 epochs, no blur, shuffling BN
+        # (simulated there with split BN). lr is written as 0.03 x B/256 (= 0.06 at B = 512).
+        _v1(c)
+        c.method.version = "v2"  # v2 training recipe (cosine, aug+) with v1's linear head, as in the demo
+        c.dataset.name = "cifar10"
+        c.batch_size = 512
+        c.train.num_epochs = 200
+        c.method.queue_size = 4096
+        c.method.momentum = 0.99
+        c.method.temperature = 0.1
+        c.model.encoder = "resnet18"
+        c.model.encoder_kwargs = {"stem": "cifar"}
+        c.augment.crop_size = 32
+        c.augment.jitter_p = 0.8
+        c.optimizer.name = "sgd"
+        c.optimizer.lr = 0.03
+        c.optimizer.lr_batch_scaling = True
+        c.optimizer.momentum = 0.9
+        c.optimizer.weight_decay = 5e-4
+        c.optimizer.schedule = "warmup_cosine"
+        c.optimizer.warmup_steps = 0
+        c.train.eval_every = 5000
+    elif arg in ("imagenet_v1", "imagenet_v2"):
+        # Both papers: ResNet-50, K = 65536, m = 0.999, batch 256 on 8 GPUs, SGD momentum 0.9,
+        # lr 0.03, wd 1e-4, 200 epochs. v1 decays lr x0.1 at epochs 120 and 160; v2 uses cosine.
+        (_v1 if arg == "imagenet_v1" else _v2)(c)
+        c.dataset.name = "imagenet2012"
+        c.dataset.eval_split = "validation"
+        c.dataset.image_size = 256  # host: shorter side 256 + centre crop; device: random resized crop 224
+        c.batch_size = 256
+        c.train.num_epochs = 200
+        c.method.queue_size = 65536
+        c.method.momentum = 0.999
+        c.model.encoder = "resnet50"
+        c.model.encoder_kwargs = {"stem": "imagenet"}
+        c.model.dtype = "bfloat16"
+        c.augment.crop_size = 224
+        c.optimizer.name = "sgd"
+        c.optimizer.lr = 0.03
+        c.optimizer.momentum = 0.9
+        c.optimizer.weight_decay = 1e-4
+        c.optimizer.warmup_steps = 0
+        # TODO(core): v1's step schedule (x0.1 at epochs 120, 160) needs a piecewise schedule in
+        # sslx.train.optim, which only offers warmup_cosine / constant; v1 uses cosine meanwhile.
+        c.optimizer.schedule = "warmup_cosine"
+        c.train.checkpoint_every = 2000
+        c.train.eval_every = 0
+    else:
+        raise ValueError(f"moco config arg {arg!r} is unknown; use one of digits, mnist, fashion_mnist, "
+                         "cifar10, imagenet_v1, imagenet_v2.")
+    return c
