@@ -70,3 +70,16 @@ def test_bad_images_raise(bad, msg):
 def test_unknown_encoder_name():
     with pytest.raises(ValueError, match="resnet18"):
         models.make_encoder("resnet19")
+
+
+@pytest.mark.parametrize("name,kw", [("small_convnet", {"features": (4, 8)}), ("resnet18", {"stem": "cifar", "width": 4})])
+def test_layernorm_encoders_are_stateless_and_per_example(name, kw):
+    m = models.make_encoder(name, norm="layer", **kw)
+    x = jax.random.normal(jax.random.PRNGKey(0), (3, 8, 8, 3))
+    v = m.init(jax.random.PRNGKey(1), x, train=False)
+    assert "batch_stats" not in v
+    y = m.apply(v, x, train=True)
+    # No statistics shared across the batch: an example's output ignores the others.
+    np.testing.assert_allclose(m.apply(v, x[:1], train=True), y[:1], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="'batch' or 'layer'"):
+        models.make_encoder(name, norm="group", **kw).init(jax.random.PRNGKey(1), x, train=False)

@@ -41,3 +41,6 @@ __all__ = [
     "solarize",
     "to_float",
 ]
+from sslx.augment.patches import augment_patches, extract_patches, grid_size, make_patch_view_fn  # noqa: E402
+
+__all__ += ["augment_patches", "extract_patches", "grid_size", "make_patch_view_fn"]

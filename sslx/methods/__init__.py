@@ -4,9 +4,10 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 from sslx.methods.base import DATA_AXIS, Method, example_keys
-from sslx.methods.image import byol, moco, simclr
+from sslx.methods.image import amdim, byol, cpc, moco, simclr, yadim
 
-_REGISTRY: dict[str, Callable[..., Method]] = {"simclr": simclr, "byol": byol, "moco": moco}
+_REGISTRY: dict[str, Callable[..., Method]] = {
+    "simclr": simclr, "byol": byol, "moco": moco, "cpc": cpc, "amdim": amdim, "yadim": yadim}
 
 
 def get_method(config, axis_name: Optional[str] = DATA_AXIS, total_steps: Optional[int] = None) -> Method:
@@ -24,4 +25,5 @@ def get_method(config, axis_name: Optional[str] = DATA_AXIS, total_steps: Option
     return _REGISTRY[name](config, axis_name=axis_name, total_steps=total_steps)
 
 
-__all__ = ["DATA_AXIS", "Method", "byol", "example_keys", "get_method", "moco", "simclr"]
+__all__ = ["DATA_AXIS", "Method", "amdim", "byol", "cpc", "example_keys", "get_method", "moco", "simclr",
+           "yadim"]

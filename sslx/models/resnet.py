@@ -28,6 +28,18 @@ def _check_images(x: jax.Array, name: str = "images") -> None:
             "Convert uint8 images with images.astype(jnp.float32) / 255 (or jax.vmap(sslx.augment.to_float)).")
 
 
+def _norm_layer(kind: str, train: bool, momentum: float, axis_name: Optional[str], dtype: Dtype) -> Callable:
+    """Normalisation constructor: "batch" (BatchNorm, synced over ``axis_name`` in training) or
+    "layer" (LayerNorm over channels per position: no statistics shared across examples/patches)."""
+    if kind == "batch":
+        return functools.partial(nn.BatchNorm, use_running_average=not train, momentum=momentum,
+                                 use_fast_variance=False, epsilon=1e-5, dtype=dtype,
+                                 axis_name=axis_name if train else None)
+    if kind == "layer":
+        return functools.partial(nn.LayerNorm, epsilon=1e-5, dtype=dtype)
+    raise ValueError(f"norm={kind!r} is unknown; use 'batch' or 'layer'.")
+
+
 def _shortcut(block: nn.Module, x: jax.Array, out: int) -> jax.Array:
     """Identity, or a strided 1x1 conv + BN when the block changes shape (called inside ``block``)."""
     if x.shape[-1] == out and block.strides == 1:
@@ -82,14 +94,13 @@ class ResNet(nn.Module):
     dtype: Dtype = jnp.float32
     bn_axis_name: Optional[str] = None
     bn_momentum: float = 0.9
+    norm: str = "batch"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
         _check_images(x)
         conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype)
-        norm = functools.partial(
-            nn.BatchNorm, use_running_average=not train, momentum=self.bn_momentum, use_fast_variance=False,
-            epsilon=1e-5, dtype=self.dtype, axis_name=self.bn_axis_name if train else None)
+        norm = _norm_layer(self.norm, train, self.bn_momentum, self.bn_axis_name, self.dtype)
         x = x.astype(self.dtype)
         if self.stem == "cifar":
             x = conv(self.width, (3, 3), padding=1, name="stem")(x)
@@ -124,14 +135,13 @@ class SmallConvNet(nn.Module):
     dtype: Dtype = jnp.float32
     bn_axis_name: Optional[str] = None
     bn_momentum: float = 0.9
+    norm: str = "batch"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
         _check_images(x)
         x = x.astype(self.dtype)
-        norm = functools.partial(
-            nn.BatchNorm, use_running_average=not train, momentum=self.bn_momentum, use_fast_variance=False,
-            dtype=self.dtype, axis_name=self.bn_axis_name if train else None)
+        norm = _norm_layer(self.norm, train, self.bn_momentum, self.bn_axis_name, self.dtype)
         if self.strides is not None and len(self.strides) != len(self.features):
             raise ValueError(f"SmallConvNet: strides {self.strides} and features {self.features} differ in length.")
         for i, f in enumerate(self.features):
@@ -146,7 +156,10 @@ class SmallConvNet(nn.Module):
 
 def make_encoder(name: str, *, dtype: Dtype = jnp.float32, bn_axis_name: Optional[str] = None,
                  **kwargs) -> nn.Module:
-    """Build an encoder by name: resnet18 / resnet34 / resnet50 / small_convnet."""
+    """Build an encoder by name: resnet18 / resnet34 / resnet50 / small_convnet.
+
+    ``norm="layer"`` swaps BatchNorm for LayerNorm (stateless; CPC v2's patch encoders).
+    """
     table = {"resnet18": ResNet18, "resnet34": ResNet34, "resnet50": ResNet50,
              "small_convnet": SmallConvNet}
     if name not in table:
