@@ -8,24 +8,8 @@ from sslx.train import ParallelStep, create_train_state, make_optimizer, make_st
 from sslx.configs import simclr as simclr_cfg
 
 
-def tiny_simclr_config(**overrides):
-    """SimCLR on 8x8 grayscale images with a 2-layer convnet: compiles in seconds."""
-    c = simclr_cfg.get_config("digits")
-    c.batch_size = 8
-    c.model.encoder_kwargs = {"features": (4, 8)}
-    c.model.proj_hidden = (8,)
-    c.model.proj_dim = 4
-    c.optimizer.name = "sgd"
-    c.optimizer.lr = 0.5
-    c.optimizer.momentum = 0.0
-    c.optimizer.warmup_steps = 0
-    c.optimizer.schedule = "constant"
-    c.train.num_steps = 4
-    c.train.log_every = 1
-    c.train.checkpoint_every = 2
-    c.train.prefetch = 1
-    c.eval.probe_epochs = 5
-    c.eval.knn_k = 5
+def apply_overrides(c, overrides: dict):
+    """Set dotted keys (``{"model.dtype": "float64"}``) on a ConfigDict; returns it."""
     for k, v in overrides.items():
         node = c
         *path, last = k.split(".")
@@ -33,6 +17,36 @@ def tiny_simclr_config(**overrides):
             node = node[p]
         node[last] = v
     return c
+
+
+def tiny_training(c, **overrides):
+    """Fast-test training settings on any objective's config: global batch 8, plain SGD (lr 0.5,
+    no momentum or decay, constant schedule, so a parameter change is the gradient), 4 steps."""
+    c.batch_size = 8
+    c.optimizer.name = "sgd"
+    c.optimizer.lr = 0.5
+    c.optimizer.momentum = 0.0
+    c.optimizer.weight_decay = 0.0
+    c.optimizer.warmup_steps = 0
+    c.optimizer.schedule = "constant"
+    c.train.num_steps = 4
+    c.train.log_every = 1
+    c.train.checkpoint_every = 1000
+    c.train.prefetch = 1
+    return apply_overrides(c, overrides)
+
+
+def tiny_simclr_config(**overrides):
+    """SimCLR on 8x8 grayscale images with a 2-layer convnet: compiles in seconds."""
+    c = simclr_cfg.get_config("digits")
+    c.model.encoder_kwargs = {"features": (4, 8)}
+    c.model.proj_hidden = (8,)
+    c.model.proj_dim = 4
+    c.eval.probe_epochs = 5
+    c.eval.knn_k = 5
+    c = tiny_training(c)
+    c.train.checkpoint_every = 2
+    return apply_overrides(c, overrides)
 
 
 def random_batch(n=8, size=8, channels=1, seed=0):

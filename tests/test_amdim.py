@@ -15,7 +15,7 @@ from sslx.losses import amdim_loss, amdim_nce, tanh_clip
 from sslx.methods import get_method
 from sslx.methods.image.amdim import DEFAULT_PAIRS, build_amdim_encoder, parse_pairs, resolve_scales
 from sslx.models import AMDIMEncoder
-from tests.helpers import random_batch, run_steps
+from tests.helpers import random_batch, run_steps, tiny_training
 
 _CFG = {"amdim": amdim_cfg, "yadim": yadim_cfg}
 
@@ -25,23 +25,7 @@ def tiny_config(name="amdim", **overrides):
     c = _CFG[name].get_config("digits")
     c.batch_size = 8
     c.model.amdim = dict(c.model.amdim, ndf=4, n_rkhs=8)
-    c.optimizer.name = "sgd"
-    c.optimizer.lr = 0.5
-    c.optimizer.momentum = 0.0
-    c.optimizer.weight_decay = 0.0
-    c.optimizer.warmup_steps = 0
-    c.optimizer.schedule = "constant"
-    c.train.num_steps = 4
-    c.train.log_every = 1
-    c.train.checkpoint_every = 1000
-    c.train.prefetch = 1
-    for k, v in overrides.items():
-        node = c
-        *path, last = k.split(".")
-        for p in path:
-            node = node[p]
-        node[last] = v
-    return c
+    return tiny_training(c, **overrides)
 
 
 # --------------------------------------------------------------------------- encoder

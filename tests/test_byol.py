@@ -13,7 +13,7 @@ from sslx.configs import byol as byol_cfg
 from sslx.losses import byol_loss
 from sslx.methods import get_method
 from sslx.methods.image.byol import ema_rate
-from tests.helpers import random_batch, run_steps
+from tests.helpers import random_batch, run_steps, tiny_training
 
 
 def tiny_byol_config(**overrides):
@@ -25,23 +25,7 @@ def tiny_byol_config(**overrides):
     c.model.proj_dim = 4
     c.model.pred_hidden = (8,)
     c.method.tau_base = 0.9  # a fast target so the EMA visibly matters in two steps
-    c.optimizer.name = "sgd"
-    c.optimizer.lr = 0.5
-    c.optimizer.momentum = 0.0
-    c.optimizer.weight_decay = 0.0
-    c.optimizer.warmup_steps = 0
-    c.optimizer.schedule = "constant"
-    c.train.num_steps = 4
-    c.train.log_every = 1
-    c.train.checkpoint_every = 1000
-    c.train.prefetch = 1
-    for k, v in overrides.items():
-        node = c
-        *path, last = k.split(".")
-        for p in path:
-            node = node[p]
-        node[last] = v
-    return c
+    return tiny_training(c, **overrides)
 
 
 # --------------------------------------------------------------------------- loss

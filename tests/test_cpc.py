@@ -14,7 +14,7 @@ from sslx.configs import cpc as cpc_cfg
 from sslx.losses import cpc_loss
 from sslx.methods import get_method
 from sslx.models.cpc import ContextNetwork, CPCPredictor
-from tests.helpers import random_batch, run_steps
+from tests.helpers import random_batch, run_steps, tiny_training
 
 
 def tiny_cpc_config(**overrides):
@@ -23,23 +23,7 @@ def tiny_cpc_config(**overrides):
     c.batch_size = 8
     c.model.encoder_kwargs = {"features": (4, 8), "strides": (1, 1)}
     c.method.context_dim, c.method.context_hidden = 8, 8
-    c.optimizer.name = "sgd"
-    c.optimizer.lr = 0.5
-    c.optimizer.momentum = 0.0
-    c.optimizer.weight_decay = 0.0
-    c.optimizer.warmup_steps = 0
-    c.optimizer.schedule = "constant"
-    c.train.num_steps = 4
-    c.train.log_every = 1
-    c.train.checkpoint_every = 1000
-    c.train.prefetch = 1
-    for k, v in overrides.items():
-        node = c
-        *path, last = k.split(".")
-        for p in path:
-            node = node[p]
-        node[last] = v
-    return c
+    return tiny_training(c, **overrides)
 
 
 # --------------------------------------------------------------------------- patches
