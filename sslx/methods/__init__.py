@@ -4,10 +4,11 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 from sslx.methods.base import DATA_AXIS, Method, example_keys
-from sslx.methods.image import amdim, byol, cpc, moco, simclr, yadim
+from sslx.methods.image import amdim, byol, cpc, moco, simclr, swav, yadim
 
 _REGISTRY: dict[str, Callable[..., Method]] = {
-    "simclr": simclr, "byol": byol, "moco": moco, "cpc": cpc, "amdim": amdim, "yadim": yadim}
+    "simclr": simclr, "byol": byol, "moco": moco, "cpc": cpc, "amdim": amdim, "yadim": yadim,
+    "swav": swav}
 
 
 def get_method(config, axis_name: Optional[str] = DATA_AXIS, total_steps: Optional[int] = None) -> Method:
@@ -26,4 +27,4 @@ def get_method(config, axis_name: Optional[str] = DATA_AXIS, total_steps: Option
 
 
 __all__ = ["DATA_AXIS", "Method", "amdim", "byol", "cpc", "example_keys", "get_method", "moco", "simclr",
-           "yadim"]
+           "swav", "yadim"]

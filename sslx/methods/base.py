@@ -5,6 +5,8 @@ A method is four pure functions and nothing else:
   init(rng, batch)                         -> (params, state)
   loss_fn(params, state, batch, rng)       -> (loss, (new_state, metrics))
   after_update(params, state, step)        -> state         (optional: EMA, queues)
+  project_params(params)                   -> params        (optional: a constraint applied after
+                                                             each update, e.g. unit-norm prototypes)
   encode(params, state, images)            -> features [B, D] (frozen, eval mode)
 
 ``params`` are what the optimiser updates; ``state`` is every other array that
@@ -38,6 +40,7 @@ class Method:
     loss_fn: Callable[[Params, State, Batch, jax.Array], tuple[jax.Array, tuple[State, dict]]]
     encode: Callable[[Params, State, jax.Array], jax.Array]
     after_update: Optional[Callable[[Params, State, jax.Array], State]] = None
+    project_params: Optional[Callable[[Params], Params]] = None
     axis_name: Optional[str] = DATA_AXIS
 
 

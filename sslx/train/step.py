@@ -38,6 +38,8 @@ def make_step_fn(method: Method, tx: optax.GradientTransformation,
         loss, metrics = lax.pmean((loss, metrics), axis_name)
         updates, opt_state = tx.update(grads, ts.opt_state, ts.params)
         params = optax.apply_updates(ts.params, updates)
+        if method.project_params is not None:
+            params = method.project_params(params)
         if method.after_update is not None:
             new_state = method.after_update(params, new_state, ts.step)
         metrics = dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads))

@@ -61,3 +61,18 @@ def images_to_float(images: jax.Array) -> jax.Array:
     if images.dtype == jnp.uint8:
         return images.astype(jnp.float32) / 255.0
     return images.astype(jnp.float32)
+
+
+def make_multicrop_views(rng: jax.Array, images: jax.Array, axis_name: Optional[str],
+                         view_fns: Sequence[Callable]) -> list[jax.Array]:
+    """One view per function in ``view_fns`` (e.g. SwAV's 2 large + V small crops of other sizes).
+
+    Returns a list of [B, S_v, S_v, C] float32 arrays, ``view_fns[v]`` applied to every image
+    with per-example keys from :func:`example_keys` (keyed by the global example index and the
+    view index, so the views do not depend on how the batch is split over devices; the same
+    ``rng`` gives the same views).
+    """
+    if not view_fns:
+        raise ValueError("make_multicrop_views: view_fns is empty; pass one view function per crop.")
+    keys = example_keys(rng, images.shape[0], axis_name, num=len(view_fns))
+    return [jax.vmap(fn)(keys[:, v], images) for v, fn in enumerate(view_fns)]
