@@ -15,7 +15,7 @@ from sslx.losses import sinkhorn, swav_loss
 from sslx.methods import get_method
 from sslx.methods.image.common import make_multicrop_views
 from sslx.methods.image.swav import make_multicrop_view_fns, normalized_prototypes
-from tests.helpers import random_batch, run_steps
+from tests.helpers import random_batch, run_steps, tiny_training
 
 
 def tiny_swav_config(**overrides):
@@ -26,23 +26,7 @@ def tiny_swav_config(**overrides):
     c.model.proj_dim = 4
     c.method.num_prototypes = 6
     c.method.freeze_prototypes_steps = 0
-    c.optimizer.name = "sgd"
-    c.optimizer.lr = 0.5
-    c.optimizer.momentum = 0.0
-    c.optimizer.weight_decay = 0.0
-    c.optimizer.warmup_steps = 0
-    c.optimizer.schedule = "constant"
-    c.train.num_steps = 4
-    c.train.log_every = 1
-    c.train.checkpoint_every = 1000
-    c.train.prefetch = 1
-    for k, v in overrides.items():
-        node = c
-        *path, last = k.split(".")
-        for p in path:
-            node = node[p]
-        node[last] = v
-    return c
+    return tiny_training(c, **overrides)
 
 
 # --------------------------------------------------------------------------- sinkhorn
