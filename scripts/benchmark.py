@@ -26,7 +26,8 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_c
 _STEPS = flags.DEFINE_integer("steps", 10, "Steps per timed repeat.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed repeats (the best and the median are reported).")
 _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps after compilation.")
-_IMAGE_SIZE = flags.DEFINE_integer("image_size", 0, "Input image side (default: config.augment.crop_size).")
+_IMAGE_SIZE = flags.DEFINE_integer("image_size", 0, "Input image side (default: the dataset's image size, "
+                                   "else config.dataset.image_size, else config.augment.crop_size).")
 _CHANNELS = flags.DEFINE_integer("channels", 0, "Input channels (default: 3, or 1 for digits/mnist).")
 _AUGMENT = flags.DEFINE_bool("augment", True, "Include the on-device augmentation in the step.")
 _MODE = flags.DEFINE_enum("parallel", None, ["jit", "pmap"], "Override config.train.parallel.")
@@ -44,12 +45,14 @@ def main(argv):
     config = _CONFIG.value
     if _MODE.value:
         config.train.parallel = _MODE.value
-    size = _IMAGE_SIZE.value or config.augment.crop_size
+    known = {"digits": 8, "mnist": 28, "fashion_mnist": 28, "cifar10_subset": 32, "cifar10": 32}
+    size = _IMAGE_SIZE.value or known.get(config.dataset.name) or config.dataset.get("image_size", 0) \
+        or config.augment.crop_size
     gray = config.dataset.name in ("digits", "mnist", "fashion_mnist")
     channels = _CHANNELS.value or (1 if gray else 3)
     if not _AUGMENT.value:
         config.augment.identity = True
-    method = get_method(config)
+    method = get_method(config, total_steps=1000)  # a nominal schedule length (EMA rates, LR)
     tx, sched = make_optimizer(config.optimizer, 1000, config.batch_size)
     runner = ParallelStep(make_step_fn(method, tx, sched), mode=config.train.parallel)
     rng = np.random.default_rng(0)

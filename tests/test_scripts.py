@@ -64,3 +64,11 @@ def test_benchmark_prints_a_json_line():
     line = json.loads(r.stdout.strip().splitlines()[-1])
     assert line["examples_per_sec"] > 0 and line["device"].startswith("cpu") and line["augment"] is False
     assert line["batch_size"] == 32
+
+
+@pytest.mark.parametrize("name", ["byol", "moco", "swav", "cpc", "amdim", "yadim"])
+def test_benchmark_runs_every_objective(name):
+    r = _run("benchmark.py", "--config", f"{REPO}/sslx/configs/{name}.py:digits", "--config.batch_size=32",
+             "--steps=1", "--repeats=1", "--warmup=0")
+    line = json.loads(r.stdout.strip().splitlines()[-1])
+    assert line["method"] == name and line["image_size"] == 8 and line["examples_per_sec"] > 0
