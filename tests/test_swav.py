@@ -309,3 +309,82 @@ def test_swav_configs_build(arg, size, channels):
         assert c.method.freeze_prototypes_steps == 1281167 // 4096
     with pytest.raises(ValueError, match="digitz"):
         swav_cfg.get_config("digitz")
+
+
+# --------------------------------------------------------------------------- feature queue
+
+def test_sinkhorn_mask_equals_subset():
+    s = jnp.asarray(_scores(12, 5, 11))
+    mask = np.array([1, 0, 1, 1, 0, 0, 1, 1, 1, 0, 1, 1], bool)
+    q = np.asarray(sinkhorn(s, 0.05, 3, mask=jnp.asarray(mask)))
+    np.testing.assert_allclose(q[mask], _naive_sinkhorn(np.asarray(s)[mask], 0.05, 3), rtol=2e-5, atol=1e-7)
+    np.testing.assert_array_equal(q[~mask], 0.0)
+    # All rows on: the unmasked result.
+    np.testing.assert_allclose(np.asarray(sinkhorn(s, 0.05, 3, mask=jnp.ones(12, bool))),
+                               np.asarray(sinkhorn(s, 0.05, 3)), rtol=1e-6)
+
+
+def test_queue_fills_shifts_and_joins_sinkhorn():
+    c = tiny_swav_config(**{"method.queue_length": 16, "method.queue_start_steps": 1,
+                            "model.proj_hidden": (32,)})  # wide enough that no embedding row is exactly 0
+    method = get_method(c, axis_name=None, total_steps=4)
+    batch = random_batch(8, seed=1)
+    params, state = method.init(jax.random.PRNGKey(0), batch)
+    assert state["queue"].shape == (2, 16, 4) and int(state["queue_count"]) == 0
+    loss_fn = jax.jit(method.loss_fn)
+    # Step 0 < queue_start_steps: nothing enqueued.
+    _, (st, m) = loss_fn(params, state, batch, jax.random.PRNGKey(1))
+    np.testing.assert_array_equal(np.asarray(st["queue"]), 0.0)
+    assert float(m["queue_used"]) == 0.0
+    st = method.after_update(params, st, jnp.int32(0))
+    # Step 1: the first 8 rows are this step's unit-norm embeddings of each large crop.
+    _, (st1, m1) = loss_fn(params, st, batch, jax.random.PRNGKey(2))
+    q1 = np.asarray(st1["queue"])
+    np.testing.assert_allclose(np.linalg.norm(q1[:, :8], axis=-1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(q1[:, 8:], 0.0)
+    assert int(st1["queue_count"]) == 8 and float(m1["queue_used"]) == 0.0
+    assert np.max(np.abs(q1[0, :8] - q1[1, :8])) > 1e-3  # two different large crops
+    st1 = method.after_update(params, st1, jnp.int32(1))
+    # Step 2: newest first, the previous rows shifted down; queue now full.
+    _, (st2, m2) = loss_fn(params, st1, batch, jax.random.PRNGKey(3))
+    q2 = np.asarray(st2["queue"])
+    np.testing.assert_array_equal(q2[:, 8:], q1[:, :8])
+    assert int(st2["queue_count"]) == 16 and float(m2["queue_used"]) == 0.0
+    st2 = method.after_update(params, st2, jnp.int32(2))
+    # Step 3: the full queue joins Sinkhorn. Check the loss against an independent computation.
+    rng = jax.random.PRNGKey(4)
+    loss, (_, m3) = loss_fn(params, st2, batch, rng)
+    assert float(m3["queue_used"]) == 1.0
+    views = make_multicrop_views(rng, jnp.asarray(batch["image"]), None, make_multicrop_view_fns(c))
+    from sslx.methods.image.common import build_encoder, build_head, encode_crops
+    enc, proj = build_encoder(c, None), build_head(c, None, c.model.proj_hidden, c.model.proj_dim)
+    feats, _ = encode_crops(enc, params["encoder"], state["encoder"], views)
+    z, _ = proj.apply({"params": params["projector"], "batch_stats": state["projector"]}, jnp.concatenate(feats),
+                      train=True, mutable=["batch_stats"])
+    z = np.asarray(z, np.float64)
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    protos = np.asarray(normalized_prototypes(params), np.float64)
+    scores = np.split(z @ protos.T, len(views))
+    codes = [_naive_sinkhorn(np.concatenate([q2[i] @ protos.T, scores[i]]), 0.05, 3)[16:] for i in range(2)]
+    np.testing.assert_allclose(float(loss), _naive_swav_loss(scores, codes, 0.1), rtol=1e-4)
+    # ...which differs from the batch-only codes (the queue matters).
+    batch_codes = [_naive_sinkhorn(scores[i], 0.05, 3) for i in range(2)]
+    assert abs(_naive_swav_loss(scores, batch_codes, 0.1) - float(loss)) > 1e-4
+
+
+def test_queue_four_devices_equal_one_device():
+    config = tiny_swav_config(**{"method.queue_length": 16})
+    batches = [random_batch(8, seed=s) for s in range(4)]
+    _, s1, m1 = run_steps(config, jax.devices()[:1], "jit", batches)
+    _, s4, m4 = run_steps(config, jax.devices(), "jit", batches)
+    assert [float(m["queue_used"]) for m in m1] == [0.0, 0.0, 1.0, 1.0]
+    for a, b in zip(m1, m4):
+        np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-5)
+        assert float(a["queue_used"]) == float(b["queue_used"])
+    chex.assert_trees_all_close(s1.params, s4.params, atol=1e-4, rtol=1e-4)
+    chex.assert_trees_all_close(s1.state["queue"], s4.state["queue"], atol=1e-5, rtol=1e-4)
+
+
+def test_bad_queue_length():
+    with pytest.raises(ValueError, match="queue_length"):
+        get_method(tiny_swav_config(**{"method.queue_length": 12}), axis_name=None, total_steps=4)

@@ -21,7 +21,7 @@ def _psum(x: jax.Array, axis_name: Optional[str]) -> jax.Array:
 
 
 def sinkhorn(scores: jax.Array, eps: float = 0.05, iters: int = 3, axis_name: Optional[str] = None,
-             *, rescale: bool = True) -> jax.Array:
+             *, rescale: bool = True, mask: Optional[jax.Array] = None) -> jax.Array:
     """Sinkhorn-Knopp codes Q [B_local, K] from prototype scores [B_local, K] (no gradient).
 
     As the reference ``distributed_sinkhorn`` (in its [K, B] layout: rows = prototypes,
@@ -37,20 +37,33 @@ def sinkhorn(scores: jax.Array, eps: float = 0.05, iters: int = 3, axis_name: Op
     sums are over axis 0. The global max score is subtracted before ``exp`` (it cancels
     in the first normalisation) so ``exp`` cannot overflow. Computed in at least float32.
     ``rescale=False`` returns Q before the final ``*B`` (columns 1/B, prototypes ~1/K).
+    ``mask`` [B_local] bool: rows that take part (others get zero codes and do not count in
+    ``B``), e.g. a feature queue that is not full yet. The result equals running on the
+    unmasked rows only.
     """
     chex.assert_rank(scores, 2)
     ftype = jnp.promote_types(scores.dtype, jnp.float32)
     s = lax.stop_gradient(scores).astype(ftype)
+    n_local, k = s.shape
+    if mask is None:
+        keep = None
+        b = n_local * (1 if axis_name is None else lax.axis_size(axis_name))
+    else:
+        chex.assert_shape(mask, (n_local,))
+        keep = mask.astype(bool)[:, None]
+        s = jnp.where(keep, s, -jnp.inf)
+        b = _psum(jnp.sum(mask.astype(ftype)), axis_name)
     m = jnp.max(s)
     if axis_name is not None:
         m = lax.pmax(m, axis_name)
-    q = jnp.exp((s - m) / eps)
-    n_local, k = q.shape
-    b = n_local * (1 if axis_name is None else lax.axis_size(axis_name))
+    q = jnp.exp((s - m) / eps)  # masked rows: exp(-inf) = 0
     q = q / _psum(jnp.sum(q), axis_name)
     for _ in range(int(iters)):
         q = q / _psum(jnp.sum(q, axis=0, keepdims=True), axis_name) / k  # prototypes (global batch)
-        q = q / jnp.sum(q, axis=1, keepdims=True) / b  # examples (local rows)
+        rows = jnp.sum(q, axis=1, keepdims=True)
+        if keep is not None:
+            rows = jnp.where(keep, rows, 1.0)  # masked rows stay 0 (no 0/0)
+        q = q / rows / b  # examples (local rows)
     if rescale:
         q = q * b
     return lax.stop_gradient(q)

@@ -28,6 +28,12 @@ The target's BN running statistics are a **copy** of the online network's
 running statistics after the step (they are never used in training, because the
 target runs in training mode; the copy makes the target an eval-ready network).
 ``encode`` uses the online encoder in eval mode.
+
+Multi-crop (``config.augment.multicrop``): every crop goes through the online network (its
+own BN call), the large crops also through the target; every crop's prediction regresses
+the target of every *other* large crop, and the loss is
+``2 / (n_large (V - 1)) * sum_{i large} sum_{v != i} byol_loss(p_v, z_i)``, which is the
+symmetric two-view loss above when there are two crops. ``view2_augment`` applies to crop 1.
 """
 from __future__ import annotations
 
@@ -38,10 +44,11 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from sslx import augment, losses
-from sslx.methods.base import DATA_AXIS, Method, example_keys
+from sslx import losses
+from sslx.methods.base import DATA_AXIS, Method
 from sslx.methods.image.common import (apply_eval, apply_train, build_encoder, build_head, images_to_float,
-                                       init_module)
+                                       init_module, make_multicrop_view_fns, make_multicrop_views,
+                                       num_large_crops)
 
 _TARGET_PARTS = ("encoder", "projector")
 
@@ -63,17 +70,12 @@ def ema_update(target, online, tau):
     return jax.tree.map(lambda t, o: (tau * t + (1.0 - tau) * o).astype(t.dtype), target, online)
 
 
-def make_view_fns(config: ml_collections.ConfigDict):
-    """(view 1, view 2) augmentation functions: ``config.augment``, and for view 2 the same
-    updated with ``config.method.view2_augment`` (a dict of ``config.augment`` keys), which
+def make_view_fns(config: ml_collections.ConfigDict) -> list:
+    """One augmentation function per crop (two by default): ``config.augment``, with crop 1
+    updated by ``config.method.view2_augment`` (a dict of ``config.augment`` keys), which
     expresses BYOL's asymmetric views (blur p 1.0 / 0.1, solarize p 0.0 / 0.2)."""
-    base = dict(config.augment)
     over = dict(config.method.get("view2_augment", None) or {})
-    unknown = set(over) - set(base)
-    if unknown:
-        raise ValueError(f"config.method.view2_augment has keys {sorted(unknown)} that are not in "
-                         f"config.augment; valid keys are {sorted(base)}.")
-    return augment.make_view_fn(base), augment.make_view_fn({**base, **over})
+    return make_multicrop_view_fns(config, {1: over} if over else None)
 
 
 def byol(config: ml_collections.ConfigDict, axis_name: Optional[str] = DATA_AXIS,
@@ -94,6 +96,8 @@ def byol(config: ml_collections.ConfigDict, axis_name: Optional[str] = DATA_AXIS
     projector = build_head(config, axis_name, config.model.proj_hidden, proj_dim)
     predictor = build_head(config, axis_name, config.model.get("pred_hidden", config.model.proj_hidden), proj_dim)
     view_fns = make_view_fns(config)
+    n_large = num_large_crops(config)
+    pair_scale = 2.0 / (n_large * (len(view_fns) - 1))
     tau_base = float(config.method.get("tau_base", 0.996))
     if not 0.0 <= tau_base <= 1.0:
         raise ValueError(f"config.method.tau_base must be in [0, 1], got {tau_base}.")
@@ -125,17 +129,21 @@ def byol(config: ml_collections.ConfigDict, axis_name: Optional[str] = DATA_AXIS
         return jax.lax.stop_gradient(z)
 
     def loss_fn(params, state, batch, rng):
-        images = batch["image"]
-        keys = example_keys(rng, images.shape[0], axis_name, num=2)
-        v1, v2 = (jax.vmap(fn)(keys[:, i], images) for i, fn in enumerate(view_fns))
-        stats = state["online"]
-        p1, stats = online_forward(params, stats, v1)
-        p2, stats = online_forward(params, stats, v2)
-        z1 = target_forward(state["target"], v1)
-        z2 = target_forward(state["target"], v2)
-        loss = losses.byol_loss(p1, z2) + losses.byol_loss(p2, z1)
-        cos = jnp.mean(jnp.sum(losses.l2_normalize(p1) * losses.l2_normalize(z2), -1))
-        return loss, ({"online": stats, "target": state["target"]}, {"pred_target_cos": cos})
+        views = make_multicrop_views(rng, batch["image"], axis_name, view_fns)
+        stats, preds = state["online"], []
+        for v in views:
+            p, stats = online_forward(params, stats, v)
+            preds.append(p)
+        targets = [target_forward(state["target"], views[i]) for i in range(n_large)]
+        loss, cos, n = 0.0, 0.0, 0
+        for i in range(n_large):
+            for v in range(len(views)):
+                if v != i:
+                    loss = loss + losses.byol_loss(preds[v], targets[i])
+                    cos = cos + jnp.mean(jnp.sum(losses.l2_normalize(preds[v]) * losses.l2_normalize(targets[i]), -1))
+                    n += 1
+        loss = loss * pair_scale if pair_scale != 1.0 else loss
+        return loss, ({"online": stats, "target": state["target"]}, {"pred_target_cos": cos / n})
 
     def after_update(params, state, step):
         tau = ema_rate(step, total_steps, tau_base)

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from sslx import models
+from sslx import augment, models
 from sslx.methods.base import example_keys
 
 
@@ -76,3 +76,80 @@ def make_multicrop_views(rng: jax.Array, images: jax.Array, axis_name: Optional[
         raise ValueError("make_multicrop_views: view_fns is empty; pass one view function per crop.")
     keys = example_keys(rng, images.shape[0], axis_name, num=len(view_fns))
     return [jax.vmap(fn)(keys[:, v], images) for v, fn in enumerate(view_fns)]
+
+
+# ---------------------------------------------------------------------------- multi-crop
+
+def multicrop_specs(config: ml_collections.ConfigDict) -> list[tuple[int, int, tuple[float, float]]]:
+    """``config.augment.multicrop`` as ``[(num, size, (lo, hi)), ...]``, validated.
+
+    The first group are the *large* crops (SwAV's code crops, BYOL's target crops, the crops
+    SimCLR contrasts with every other crop). Unset or empty: two crops of
+    ``augment.crop_size`` / ``augment.crop_scale`` (the plain two-view setting).
+    """
+    spec = config.augment.get("multicrop", None)
+    if not spec:
+        spec = ((2, int(config.augment.crop_size), tuple(config.augment.crop_scale)),)
+    out = []
+    for g in spec:
+        if len(g) != 3 or len(g[2]) != 2:
+            raise ValueError(f"config.augment.multicrop groups are (num, size, (scale_lo, scale_hi)); got {g!r}.")
+        out.append((int(g[0]), int(g[1]), (float(g[2][0]), float(g[2][1]))))
+    if out[0][0] < 1 or any(n < 0 for n, _, _ in out) or sum(n for n, _, _ in out) < 2:
+        raise ValueError(f"config.augment.multicrop={spec!r}: the first group (the large crops) needs "
+                         ">= 1 crop and there must be >= 2 crops in all.")
+    return out
+
+
+def make_multicrop_view_fns(config: ml_collections.ConfigDict,
+                            overrides: Optional[dict[int, dict]] = None) -> list[Callable]:
+    """One augmentation function per crop, in crop order (large crops first).
+
+    Every crop uses ``config.augment`` with its group's ``crop_size`` / ``crop_scale``;
+    ``overrides[i]`` (a dict of ``config.augment`` keys) updates crop ``i`` (BYOL's asymmetric
+    second view). Unknown override keys are a ValueError naming them.
+    """
+    base = {k: v for k, v in dict(config.augment).items() if k != "multicrop"}
+    overrides = dict(overrides or {})
+    for i, over in overrides.items():
+        unknown = set(over) - set(base)
+        if unknown:
+            raise ValueError(f"augmentation override for crop {i} has keys {sorted(unknown)} that are not in "
+                             f"config.augment; valid keys are {sorted(base)}.")
+    fns, i = [], 0
+    for num, size, scale in multicrop_specs(config):
+        for _ in range(num):
+            fns.append(augment.make_view_fn({**base, "crop_size": size, "crop_scale": scale,
+                                             **overrides.get(i, {})}))
+            i += 1
+    return fns
+
+
+def num_large_crops(config: ml_collections.ConfigDict) -> int:
+    """How many crops the first (large) multi-crop group has."""
+    return multicrop_specs(config)[0][0]
+
+
+def encode_crops(module: nn.Module, params: Any, stats: Any, views: Sequence[jax.Array],
+                 ) -> tuple[list[jax.Array], Any]:
+    """Training-mode ``module`` on every crop, one call per resolution -> (outputs per crop, stats).
+
+    Crops of the same size are concatenated into one call (BatchNorm normalises over that
+    group, as the multi-crop reference does); groups run in order of first appearance.
+    """
+    groups: dict[tuple, list[int]] = {}
+    for i, v in enumerate(views):
+        groups.setdefault(tuple(v.shape[1:]), []).append(i)
+    out: list = [None] * len(views)
+    for idx in groups.values():
+        b = views[idx[0]].shape[0]
+        y, stats = apply_train(module, params, stats, jnp.concatenate([views[i] for i in idx]))
+        for j, i in enumerate(idx):
+            out[i] = y[j * b:(j + 1) * b]
+    return out, stats
+
+
+def crop_pairs(num_crops: int, num_large: int) -> list[tuple[int, int]]:
+    """Unordered crop pairs (i, v), i < v, with i among the large crops: the positives of a
+    multi-crop contrastive loss. Two crops -> ``[(0, 1)]``."""
+    return [(i, v) for i in range(num_large) for v in range(i + 1, num_crops)]

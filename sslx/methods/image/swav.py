@@ -26,8 +26,18 @@ enter the loss through ``stop_gradient`` (zero gradient; ``jnp.where`` on the co
 no retrace). With zero gradient SGD/Adam/LARS leave them unchanged except for weight
 decay, which only rescales the rows and so does not change the unit-norm prototypes.
 
-state = {"encoder": bn, "projector": bn, "step": int32}. ``encode``: the encoder in eval mode.
-The reference's feature queue (for small batches) is not implemented.
+Feature queue (``config.method.queue_length`` L > 0, for small batches, as the reference):
+the normalised embeddings z of the large crops of the last L / B global batches, one queue
+per large crop (``state["queue"]`` [n_large, L, D], newest first). Each step enqueues the
+global batch's embeddings (gathered over ``axis_name``) once ``step >= queue_start_steps``;
+once the queue is full its rows join the Sinkhorn computation (their scores against the
+current prototypes, no gradient) so the equipartition runs over L + B examples, and only
+the batch rows' codes are used. Every device takes its own L / N slice of the (replicated)
+queue: Sinkhorn's sums are psum-ed, so the union of the slices is the whole queue and the
+codes equal the 1-device computation.
+
+state = {"encoder": bn, "projector": bn, "step": int32 (+ "queue", "queue_count")}.
+``encode``: the encoder in eval mode.
 """
 from __future__ import annotations
 
@@ -36,38 +46,21 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 import ml_collections
+from jax import lax
 
-from sslx import augment, losses
+from sslx import losses
 from sslx.methods.base import DATA_AXIS, Method
-from sslx.methods.image.common import (apply_eval, apply_train, build_encoder, build_head, images_to_float,
-                                       init_module, make_multicrop_views)
+from sslx.methods.image.common import (apply_eval, apply_train, build_encoder, build_head, encode_crops,
+                                       images_to_float, init_module, make_multicrop_view_fns, make_multicrop_views,
+                                       multicrop_specs)
 
 
-def multicrop_specs(config: ml_collections.ConfigDict) -> list[tuple[int, int, tuple[float, float]]]:
-    """``config.augment.multicrop`` as ``[(num, size, (lo, hi)), ...]`` (default: 2 crops of
-    ``augment.crop_size`` / ``augment.crop_scale``), validated."""
-    spec = config.augment.get("multicrop", None)
-    if not spec:
-        spec = ((2, int(config.augment.crop_size), tuple(config.augment.crop_scale)),)
-    out = []
-    for g in spec:
-        if len(g) != 3 or len(g[2]) != 2:
-            raise ValueError(f"config.augment.multicrop groups are (num, size, (scale_lo, scale_hi)); got {g!r}.")
-        out.append((int(g[0]), int(g[1]), (float(g[2][0]), float(g[2][1]))))
-    if out[0][0] < 1 or any(n < 0 for n, _, _ in out) or sum(n for n, _, _ in out) < 2:
-        raise ValueError(f"config.augment.multicrop={spec!r}: the first group (the crops that get codes) needs "
-                         ">= 1 crop and there must be >= 2 crops in all.")
-    return out
-
-
-def make_multicrop_view_fns(config: ml_collections.ConfigDict) -> list:
-    """One ``make_view_fn`` per crop, in crop order (large crops first)."""
-    base = {k: v for k, v in dict(config.augment).items() if k != "multicrop"}
-    fns = []
-    for num, size, scale in multicrop_specs(config):
-        fn = augment.make_view_fn({**base, "crop_size": size, "crop_scale": scale})
-        fns += [fn] * num
-    return fns
+def check_queue_length(queue_length: int, global_batch: int) -> None:
+    """ValueError unless the feature queue holds a whole number (>= 1) of global batches."""
+    if queue_length < 0 or (queue_length and queue_length % global_batch):
+        lo = max(queue_length // global_batch, 1) * global_batch
+        raise ValueError(f"SwAV config.method.queue_length={queue_length} must be 0 (no queue) or a positive "
+                         f"multiple of the global batch size {global_batch}; use e.g. {lo}.")
 
 
 def normalize_prototypes(params):
@@ -86,7 +79,9 @@ def swav(config: ml_collections.ConfigDict, axis_name: Optional[str] = DATA_AXIS
 
     Reads ``config.model`` (``encoder``, ``proj_hidden``, ``proj_dim``), ``config.augment``
     (incl. ``multicrop``) and ``config.method``: ``num_prototypes`` K, ``temperature`` (0.1),
-    ``sinkhorn_eps`` (0.05), ``sinkhorn_iters`` (3), ``freeze_prototypes_steps`` (0).
+    ``sinkhorn_eps`` (0.05), ``sinkhorn_iters`` (3), ``freeze_prototypes_steps`` (0),
+    ``queue_length`` (0: no queue; else a multiple of the global batch) and
+    ``queue_start_steps`` (0; the reference starts the queue at epoch 15).
     """
     del total_steps  # no schedule-dependent state
     encoder = build_encoder(config, axis_name)
@@ -103,11 +98,11 @@ def swav(config: ml_collections.ConfigDict, axis_name: Optional[str] = DATA_AXIS
     if k_protos < 1 or eps <= 0 or iters < 1 or temperature <= 0:
         raise ValueError(f"swav: need num_prototypes >= 1, sinkhorn_eps > 0, sinkhorn_iters >= 1, temperature > 0; "
                          f"got {k_protos}, {eps}, {iters}, {temperature}.")
-    # Crop order -> resolution groups (crops of one size share an encoder call).
     sizes = [size for num, size, _ in specs for _ in range(num)]
-    groups: dict[int, list[int]] = {}
-    for i, s in enumerate(sizes):
-        groups.setdefault(s, []).append(i)
+    queue_len = int(config.method.get("queue_length", 0))
+    queue_start = int(config.method.get("queue_start_steps", 0))
+    if queue_len:
+        check_queue_length(queue_len, int(config.batch_size))
 
     def init(rng, batch):
         x = jnp.zeros((2, sizes[0], sizes[0], batch["image"].shape[-1]), jnp.float32)
@@ -115,28 +110,63 @@ def swav(config: ml_collections.ConfigDict, axis_name: Optional[str] = DATA_AXIS
         ep, es, h = init_module(encoder, k1, x)
         pp, ps, _ = init_module(projector, k2, h)
         protos = losses.l2_normalize(jax.random.normal(k3, (k_protos, proj_dim), jnp.float32))
-        return ({"encoder": ep, "projector": pp, "prototypes": protos},
-                {"encoder": es, "projector": ps, "step": jnp.zeros((), jnp.int32)})
+        state = {"encoder": es, "projector": ps, "step": jnp.zeros((), jnp.int32)}
+        if queue_len:
+            state["queue"] = jnp.zeros((n_large, queue_len, proj_dim), jnp.float32)
+            state["queue_count"] = jnp.zeros((), jnp.int32)
+        return {"encoder": ep, "projector": pp, "prototypes": protos}, state
+
+    def codes_with_queue(state, c, scores, z_large):
+        """Codes of the large crops, Sinkhorn run over [this device's queue slice; batch] rows."""
+        queue = state["queue"]
+        n_dev = 1 if axis_name is None else lax.axis_size(axis_name)
+        if queue_len % n_dev:
+            raise ValueError(f"config.method.queue_length={queue_len} must be divisible by the {n_dev} devices.")
+        rows = queue_len // n_dev
+        start = 0 if axis_name is None else lax.axis_index(axis_name) * rows
+        use = state["queue_count"] >= queue_len  # only a full queue is used, as the reference
+        b = scores[0].shape[0]
+        codes = []
+        for i in range(n_large):
+            q_slice = lax.dynamic_slice_in_dim(queue[i], start, rows, axis=0)
+            q_scores = lax.stop_gradient(q_slice @ c.T.astype(jnp.float32))
+            mask = jnp.concatenate([jnp.full((rows,), use), jnp.ones((b,), bool)])
+            full = losses.sinkhorn(jnp.concatenate([q_scores, scores[i].astype(jnp.float32)]), eps, iters,
+                                   axis_name, mask=mask)
+            codes.append(full[rows:])
+        # Enqueue this step's large-crop embeddings of the *global* batch (newest first).
+        fill = state["step"] >= queue_start
+        new_queue = []
+        for i in range(n_large):
+            zg = lax.stop_gradient(z_large[i]).astype(jnp.float32)
+            if axis_name is not None:
+                zg = lax.all_gather(zg, axis_name, tiled=True)
+            shifted = jnp.concatenate([zg, queue[i, :queue_len - zg.shape[0]]])
+            new_queue.append(jnp.where(fill, shifted, queue[i]))
+        count = jnp.where(fill, jnp.minimum(state["queue_count"] + b * n_dev, queue_len), state["queue_count"])
+        return codes, {"queue": jnp.stack(new_queue), "queue_count": count}, use
 
     def loss_fn(params, state, batch, rng):
         views = make_multicrop_views(rng, batch["image"], axis_name, view_fns)
-        b = batch["image"].shape[0]
-        enc_stats = state["encoder"]
-        feats = [None] * len(views)
-        for _, idx in groups.items():
-            h, enc_stats = apply_train(encoder, params["encoder"], enc_stats, jnp.concatenate([views[i] for i in idx]))
-            for j, i in enumerate(idx):
-                feats[i] = h[j * b:(j + 1) * b]
+        feats, enc_stats = encode_crops(encoder, params["encoder"], state["encoder"], views)
         z, proj_stats = apply_train(projector, params["projector"], state["projector"], jnp.concatenate(feats))
         z = losses.l2_normalize(z.astype(jnp.promote_types(z.dtype, jnp.float32)))
         c_raw = params["prototypes"]  # unit rows (init + project_params after every update)
         frozen = state["step"] < freeze
         c = jnp.where(frozen, jax.lax.stop_gradient(c_raw), c_raw)
-        scores = jnp.split(z @ c.T.astype(z.dtype), len(views), axis=0)
-        codes = [losses.sinkhorn(scores[i], eps, iters, axis_name) for i in range(n_large)]
+        z_views = jnp.split(z, len(views), axis=0)
+        scores = [zv @ c.T.astype(z.dtype) for zv in z_views]
+        new_state = {**state, "encoder": enc_stats, "projector": proj_stats}
+        metrics = {"prototypes_frozen": frozen.astype(jnp.float32)}
+        if queue_len:
+            codes, queue_state, used = codes_with_queue(state, c, scores, z_views[:n_large])
+            new_state.update(queue_state)
+            metrics["queue_used"] = used.astype(jnp.float32)
+        else:
+            codes = [losses.sinkhorn(scores[i], eps, iters, axis_name) for i in range(n_large)]
         loss, aux = losses.swav_loss(scores, codes, temperature)
-        metrics = {"code_entropy": aux["entropy"], "prototypes_frozen": frozen.astype(jnp.float32)}
-        return loss, ({"encoder": enc_stats, "projector": proj_stats, "step": state["step"]}, metrics)
+        metrics["code_entropy"] = aux["entropy"]
+        return loss, (new_state, metrics)
 
     def after_update(params, state, step):
         del params
