@@ -134,3 +134,21 @@ def test_gradient_accumulation_matches_big_batch():
     u2, s = tx.update(g2, s, p1)
     p2 = optax.apply_updates(p1, u2)
     np.testing.assert_allclose(p2["w"], p["w"] - 0.5 * np.array([0.5, 1.5]), rtol=1e-6)
+
+
+def test_step_schedule_moco_v1():
+    from sslx.configs import moco
+    c = moco.get_config("imagenet_v1")
+    _, sched = make_optimizer(c.optimizer, 200, c.batch_size)  # 200 "epochs" of 1 step
+    for step, want in [(0, 0.03), (119, 0.03), (120, 0.003), (159, 0.003), (160, 0.0003), (199, 0.0003)]:
+        np.testing.assert_allclose(float(sched(step)), want, rtol=1e-6)
+    # With warmup: linear to the peak, then the same boundaries (fractions of the run).
+    cfg = tiny_simclr_config().optimizer
+    cfg.schedule, cfg.lr, cfg.warmup_steps, cfg.decay_boundaries, cfg.decay_factor = "step", 1.0, 10, (0.5,), 0.5
+    _, sched = make_optimizer(cfg, 100, 8)
+    np.testing.assert_allclose([float(sched(s)) for s in (0, 5, 10, 49, 50, 99)], [0, 0.5, 1, 1, 0.5, 0.5],
+                               rtol=1e-6)
+    cfg.decay_boundaries = (0.8, 0.5)
+    with pytest.raises(ValueError, match="decay_boundaries"):
+        make_optimizer(cfg, 100, 8)
+    assert moco.get_config("imagenet_v2").optimizer.schedule == "warmup_cosine"

@@ -146,9 +146,12 @@ def get_config(arg: str = "digits") -> ml_collections.ConfigDict:
         c.optimizer.momentum = 0.9
         c.optimizer.weight_decay = 1e-4
         c.optimizer.warmup_steps = 0
-        # TODO(core): v1's step schedule (x0.1 at epochs 120, 160) needs a piecewise schedule in
-        # sslx.train.optim, which only offers warmup_cosine / constant; v1 uses cosine meanwhile.
-        c.optimizer.schedule = "warmup_cosine"
+        if arg == "imagenet_v1":
+            c.optimizer.schedule = "step"
+            c.optimizer.decay_boundaries = (120 / 200, 160 / 200)  # x0.1 at epochs 120 and 160
+            c.optimizer.decay_factor = 0.1
+        else:
+            c.optimizer.schedule = "warmup_cosine"
         c.train.checkpoint_every = 2000
         c.train.eval_every = 0
     else:

@@ -14,7 +14,7 @@ def decay_mask(params: Any) -> Any:
 
 
 def make_schedule(cfg: ml_collections.ConfigDict, total_steps: int, global_batch: int) -> Callable:
-    """Linear warmup then cosine decay (or constant) from ``cfg`` (the optimizer block).
+    """Linear warmup then cosine decay, constant, or step decay from ``cfg`` (the optimizer block).
 
     ``cfg.lr`` is the base rate; with ``cfg.lr_batch_scaling`` it is multiplied by
     ``global_batch / 256`` (SimCLR/BYOL convention).
@@ -29,7 +29,21 @@ def make_schedule(cfg: ml_collections.ConfigDict, total_steps: int, global_batch
         return optax.warmup_cosine_decay_schedule(
             init_value=0.0, peak_value=peak, warmup_steps=warmup,
             decay_steps=max(total_steps, warmup + 1), end_value=peak * float(cfg.get("end_lr_factor", 0.0)))
-    raise ValueError(f"config.optimizer.schedule={kind!r} is unknown; use 'warmup_cosine' or 'constant'.")
+    if kind == "step":
+        # Piecewise constant: x decay_factor at each boundary, given as fractions of the run
+        # (MoCo v1: x0.1 at epochs 120 and 160 of 200 -> (0.6, 0.8)), after an optional warmup.
+        fracs = tuple(float(f) for f in cfg.get("decay_boundaries", ()))
+        if not fracs or any(not 0.0 < f < 1.0 for f in fracs) or list(fracs) != sorted(fracs):
+            raise ValueError(f"config.optimizer.decay_boundaries={fracs!r}: the step schedule needs increasing "
+                             "fractions of the run in (0, 1), e.g. (0.6, 0.8).")
+        factor = float(cfg.get("decay_factor", 0.1))
+        steps = {int(round(f * total_steps)): factor for f in fracs}
+        decay = optax.piecewise_constant_schedule(peak, steps)
+        if not warmup:
+            return decay
+        return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup),
+                                     lambda n: decay(n + warmup)], [warmup])
+    raise ValueError(f"config.optimizer.schedule={kind!r} is unknown; use 'warmup_cosine', 'constant' or 'step'.")
 
 
 def make_optimizer(cfg: ml_collections.ConfigDict, total_steps: int, global_batch: int
@@ -40,7 +54,16 @@ def make_optimizer(cfg: ml_collections.ConfigDict, total_steps: int, global_batc
     LARS also excludes them from trust-ratio adaptation. ``cfg.grad_clip`` > 0
     clips the global norm; ``cfg.accum_steps`` > 1 accumulates gradients over
     that many steps before an update (optax.MultiSteps).
+
+    ``cfg.parts`` (optional, e.g. ``{"generator": {}, "discriminator": {"lr": 1e-4}}``) gives each
+    top-level entry of the params dict its own optimiser (``optax.multi_transform``): part ``k``
+    uses ``cfg`` updated with ``cfg.parts[k]`` (any key but ``parts`` / ``accum_steps``), with its
+    own state and schedule; ``accum_steps`` then applies to the whole. The params' top-level keys
+    must equal the parts' keys (a ValueError at ``tx.init`` otherwise). The returned schedule is
+    the first part's (what the step logs as ``lr``).
     """
+    if cfg.get("parts", None):
+        return _make_part_optimizer(cfg, total_steps, global_batch)
     schedule = make_schedule(cfg, total_steps, global_batch)
     wd = float(cfg.get("weight_decay", 0.0))
     name = cfg.name
@@ -60,3 +83,33 @@ def make_optimizer(cfg: ml_collections.ConfigDict, total_steps: int, global_batc
     if accum > 1:
         tx = optax.MultiSteps(tx, every_k_schedule=accum)
     return tx, schedule
+
+
+def _make_part_optimizer(cfg: ml_collections.ConfigDict, total_steps: int, global_batch: int
+                         ) -> tuple[optax.GradientTransformation, Callable]:
+    """``cfg.parts``: one optimiser per top-level params entry (see :func:`make_optimizer`)."""
+    parts = dict(cfg.parts)
+    base = {k: v for k, v in cfg.items() if k not in ("parts", "accum_steps")}
+    txs, schedules = {}, []
+    for name, over in parts.items():
+        over = dict(over or {})
+        bad = {"parts", "accum_steps"} & set(over)
+        if bad:
+            raise ValueError(f"config.optimizer.parts[{name!r}] sets {sorted(bad)}; these apply to the whole "
+                             "optimiser, set them on config.optimizer instead.")
+        tx, sched = make_optimizer(ml_collections.ConfigDict({**base, **over}), total_steps, global_batch)
+        txs[name] = tx
+        schedules.append(sched)
+
+    def labels(params):
+        if not isinstance(params, dict) or set(params) != set(parts):
+            have = sorted(params) if isinstance(params, dict) else type(params).__name__
+            raise ValueError(f"config.optimizer.parts has keys {sorted(parts)} but the params' top-level keys "
+                             f"are {have}; name one part per top-level params entry.")
+        return {k: jax.tree.map(lambda _: k, v) for k, v in params.items()}
+
+    tx = optax.multi_transform(txs, labels)
+    accum = int(cfg.get("accum_steps", 1))
+    if accum > 1:
+        tx = optax.MultiSteps(tx, every_k_schedule=accum)
+    return tx, schedules[0]
