@@ -31,7 +31,8 @@ def tiny_config(name="amdim", **overrides):
 # --------------------------------------------------------------------------- encoder
 
 @pytest.mark.parametrize("arg,channels,sides", [("digits", 1, (1, 2, 4)), ("fashion_mnist", 1, (1, 5, 7)),
-                                                ("cifar10", 3, (1, 5, 7)), ("imagenet", 3, (1, 5, 7))])
+                                                ("cifar10", 3, (1, 5, 7)), ("imagenet", 3, (1, 5, 7)),
+                                                ("imagenet_large", 3, (1, 5, 7))])
 def test_encoder_output_shapes(arg, channels, sides):
     c = amdim_cfg.get_config(arg)
     enc = build_amdim_encoder(c, None)
@@ -45,12 +46,17 @@ def test_encoder_output_shapes(arg, channels, sides):
         assert out[side].shape == (3, side, side, d)
     # encode: the global feature; dataset images of another size are fitted to the crop.
     method = get_method(c, axis_name=None)
-    size = {"fashion_mnist": 28, "imagenet": 146}.get(arg, s)
+    size = {"fashion_mnist": 28, "imagenet": 146, "imagenet_large": 146}.get(arg, s)
     batch = {"image": jnp.zeros((2, size, size, channels), jnp.uint8)}
     params, state = jax.eval_shape(method.init, jax.random.PRNGKey(0), batch)
     assert jax.eval_shape(method.encode, params, state, batch["image"]).shape == (2, d)
-    if arg == "imagenet":
-        assert (c.model.amdim["ndf"], c.model.amdim["n_rkhs"], c.model.amdim["n_depth"]) == (320, 2560, 10)
+    sizes = (c.model.amdim["ndf"], c.model.amdim["n_rkhs"], c.model.amdim["n_depth"])
+    if arg == "imagenet":  # amdim-public README command
+        assert sizes == (192, 1536, 8) and c.batch_size == 480
+    if arg == "imagenet_large":  # the paper's largest model
+        assert sizes == (320, 2560, 10)
+    if arg == "cifar10":  # amdim-public train.py defaults
+        assert sizes == (128, 1024, 3)
 
 
 def test_encoder_forward_dtype_and_stats():

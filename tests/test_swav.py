@@ -307,6 +307,9 @@ def test_swav_configs_build(arg, size, channels):
         assert c.augment.multicrop == ((2, 224, (0.14, 1.0)), (6, 96, (0.05, 0.14)))
         assert (c.method.num_prototypes, c.batch_size, c.optimizer.lr) == (3000, 4096, 4.8)
         assert c.method.freeze_prototypes_steps == 1281167 // 4096
+    if arg == "cifar10":  # solo-learn's recipe: queue of 3840 (15 batches of 256) from epoch 50
+        assert state["queue"].shape == (2, 3840, 128)
+        assert c.method.queue_start_steps == 50 * (50000 // 256)
     with pytest.raises(ValueError, match="digitz"):
         swav_cfg.get_config("digitz")
 

@@ -8,11 +8,12 @@ AMDIM-specific keys: ``model.amdim`` (kwargs of :class:`sslx.models.AMDIMEncoder
 ``stages``, ``local_stages``), ``method.pairs`` (``"1->5", "1->7", "5->5"``), ``method.tclip``
 (20) and ``method.reg_weight`` (5e-2), the reference code's defaults.
 
-Reference settings (Bachman et al. 2019 and the amdim-public README, recalled -- check
-before a paper reproduction): Adam lr 2e-4, no weight decay, mixed precision;
-ImageNet 128 px with ndf 320, n_rkhs 2560, n_depth 10 (the "large" model; "small" is
-ndf 192, n_rkhs 1536, n_depth 8), eval on the centre 128 crop of a 146 px resize;
-CIFAR-10 with the 32 px encoder (7x7, 5x5 and 1x1 outputs), ndf 128, n_rkhs 1024, n_depth 3.
+Reference settings, checked against amdim-public's ``train.py`` defaults and README: Adam
+lr 2e-4, tclip 20, mixed precision (``--amp``); defaults ndf 128, n_rkhs 1024, n_depth 3
+(batch 200), used here for CIFAR-10 with the 32 px encoder (7x7, 5x5 and 1x1 outputs);
+ImageNet 128 px with the README's 4-GPU command: ndf 192, n_rkhs 1536, n_depth 8, batch 480.
+The paper's largest model (ndf 320, n_rkhs 2560, n_depth 10) is ``imagenet_large`` (sizes
+from the paper, not in the repository's commands). Eval on the centre 128 crop of a 146 px resize.
 Augmentation (reference ``TransformsC10`` / ``TransformsImageNet128``): random resized crop,
 horizontal flip, colour jitter (0.4, 0.4, 0.4, 0.1) with p 0.8, grayscale with p 0.25.
 The reference's random spatial masks for the 5->5 source vector are not implemented
@@ -76,7 +77,7 @@ def get_config(arg: str = "digits", name: str = "amdim") -> ml_collections.Confi
         c.optimizer.warmup_steps = 100
         c.eval.max_train_examples = 10000
     elif arg == "cifar10":
-        # Reference 32 px encoder; ndf 128 / n_rkhs 1024 / n_depth 3 (README's CIFAR-10 command, recalled).
+        # Reference 32 px encoder; ndf 128 / n_rkhs 1024 / n_depth 3 (amdim-public train.py defaults).
         c.dataset.name = "cifar10"
         c.batch_size = 256  # reference ~200-480; a multiple of 8 devices here
         c.train.num_epochs = 150
@@ -86,15 +87,18 @@ def get_config(arg: str = "digits", name: str = "amdim") -> ml_collections.Confi
         c.optimizer.lr = 2e-4
         c.optimizer.warmup_steps = 500
         c.train.eval_every = 5000
-    elif arg == "imagenet":
-        # Paper's large 128 px AMDIM: ndf 320, n_rkhs 2560, n_depth 10 ("small": 192 / 1536 / 8).
+    elif arg in ("imagenet", "imagenet_large"):
+        # amdim-public README (4 V100s): ndf 192, n_rkhs 1536, n_depth 8, batch 480, tclip 20, --amp.
+        # imagenet_large: the paper's largest model, ndf 320, n_rkhs 2560, n_depth 10.
         c.dataset.name = "imagenet2012"
         c.dataset.eval_split = "validation"
         c.dataset.image_size = 146  # host: shorter side 146 + centre crop; eval: centre 128 crop (encode)
-        c.batch_size = 1008  # the reference README's large-model batch (recalled)
+        c.batch_size = 480
         c.train.num_epochs = 150
         c.model.dtype = "bfloat16"  # the reference trains with apex mixed precision
-        c.model.amdim = dict(ndf=320, n_rkhs=2560, n_depth=10, **AMDIM_128)  # outputs 1x1, 5x5, 7x7
+        size = dict(ndf=320, n_rkhs=2560, n_depth=10) if arg == "imagenet_large" else \
+            dict(ndf=192, n_rkhs=1536, n_depth=8)
+        c.model.amdim = dict(**size, **AMDIM_128)  # outputs 1x1, 5x5, 7x7
         c.augment.crop_size = 128
         c.augment.crop_scale = (0.08, 1.0)
         c.optimizer.lr = 2e-4
@@ -102,5 +106,5 @@ def get_config(arg: str = "digits", name: str = "amdim") -> ml_collections.Confi
         c.train.checkpoint_every = 2000
     else:
         raise ValueError(f"{name} config arg {arg!r} is unknown; use one of digits, fashion_mnist, cifar10, "
-                         "imagenet.")
+                         "imagenet, imagenet_large.")
     return c
