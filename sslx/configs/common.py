@@ -79,3 +79,75 @@ def base_config() -> ml_collections.ConfigDict:
     c.distributed.num_processes = config_dict.placeholder(int)
     c.distributed.process_id = config_dict.placeholder(int)
     return c
+
+
+DATASET_PRESETS = ("digits", "mnist", "fashion_mnist", "cifar10_subset", "cifar10", "imagenet")
+
+
+def apply_dataset_preset(c: ml_collections.ConfigDict, arg: str) -> ml_collections.ConfigDict:
+    """The settings every objective shares for a dataset; each config then overrides its own.
+
+    ``digits``: scikit-learn's 8x8 digits, a small strided convnet, AdamW, kNN k=20.
+    ``mnist`` / ``fashion_mnist``: 28 px, a small convnet, AdamW, probe on 10k train images.
+    ``cifar10_subset``: the 4000-image bit-exact subset, a narrow CIFAR-stem ResNet-18.
+    ``cifar10``: tfds CIFAR-10, ResNet-18 with the CIFAR stem.
+    ``imagenet``: tfds ``imagenet2012`` (shorter side 256 + centre crop on the host, 224 crops on
+    device), ResNet-50 in bfloat16.
+    """
+    if arg == "digits":
+        c.dataset.name = "digits"
+        c.batch_size = 256
+        c.model.encoder = "small_convnet"
+        c.model.encoder_kwargs = {"features": (32, 64, 128), "strides": (1, 2, 1)}
+        c.augment.crop_size = 8
+        c.augment.crop_scale = (0.4, 1.0)
+        c.augment.flip_p = 0.0
+        c.augment.grayscale_p = 0.0
+        c.augment.blur_p = 0.0
+        c.optimizer.name = "adamw"
+        c.optimizer.lr = 2e-3
+        c.optimizer.weight_decay = 1e-4
+        c.train.checkpoint_every = 200
+        c.eval.knn_k = 20  # ~144 training images per class: k=200 would mix classes
+    elif arg in ("mnist", "fashion_mnist"):
+        c.dataset.name = arg
+        c.batch_size = 256
+        c.model.encoder = "small_convnet"
+        c.model.encoder_kwargs = {"features": (32, 64, 128)}
+        c.augment.crop_size = 28
+        c.augment.crop_scale = (0.3, 1.0)
+        c.augment.flip_p = 0.0
+        c.optimizer.name = "adamw"
+        c.optimizer.lr = 2e-3
+        c.optimizer.weight_decay = 1e-4
+        c.optimizer.warmup_steps = 100
+        c.eval.max_train_examples = 10000
+    elif arg == "cifar10_subset":
+        c.dataset.name = "cifar10_subset"
+        c.batch_size = 256
+        c.model.encoder = "resnet18"
+        c.model.encoder_kwargs = {"stem": "cifar", "width": 16}
+        c.augment.crop_size = 32
+        c.optimizer.name = "adamw"
+        c.optimizer.lr = 1e-3
+        c.optimizer.weight_decay = 1e-4
+        c.optimizer.warmup_steps = 50
+    elif arg == "cifar10":
+        c.dataset.name = "cifar10"
+        c.model.encoder = "resnet18"
+        c.model.encoder_kwargs = {"stem": "cifar"}
+        c.augment.crop_size = 32
+        c.train.eval_every = 5000
+    elif arg == "imagenet":
+        c.dataset.name = "imagenet2012"
+        c.dataset.eval_split = "validation"
+        c.dataset.image_size = 256  # host: shorter side 256 + centre crop; device: random resized crop 224
+        c.model.encoder = "resnet50"
+        c.model.encoder_kwargs = {"stem": "imagenet"}
+        c.model.dtype = "bfloat16"
+        c.augment.crop_size = 224
+        c.train.checkpoint_every = 2000
+        c.train.eval_every = 0
+    else:
+        raise ValueError(f"dataset preset {arg!r} is unknown; use one of {', '.join(DATASET_PRESETS)}.")
+    return c

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from sslx.configs.common import base_config
+from sslx.configs.common import apply_dataset_preset, base_config
 
 
 def get_config(arg: str = "digits") -> ml_collections.ConfigDict:
@@ -27,44 +27,29 @@ def get_config(arg: str = "digits") -> ml_collections.ConfigDict:
     c.model.encoder_norm = "layer"
     arg = arg or "digits"
     if arg == "digits":
-        c.dataset.name = "digits"
+        apply_dataset_preset(c, arg)
         c.batch_size = 128
         c.train.num_epochs = 100
-        c.model.encoder = "small_convnet"
         c.model.encoder_kwargs = {"features": (32, 64), "strides": (1, 1)}
         c.method.patch_size, c.method.patch_stride, c.method.num_preds = 4, 2, 2  # 3x3 grid
         c.method.context_dim, c.method.context_hidden = 64, 64
         c.augment.crop_scale = (0.6, 1.0)
-        c.augment.flip_p = 0.0
         c.augment.jitter_strength = 0.5
-        c.augment.grayscale_p = 0.0
-        c.optimizer.name = "adamw"
-        c.optimizer.lr = 2e-3
-        c.optimizer.weight_decay = 1e-4
         c.optimizer.warmup_steps = 20
-        c.train.checkpoint_every = 200
-        c.eval.knn_k = 20
     elif arg in ("mnist", "fashion_mnist"):
-        c.dataset.name = arg
+        apply_dataset_preset(c, arg)
         c.batch_size = 128
         c.train.num_epochs = 5
-        c.model.encoder = "small_convnet"
         c.model.encoder_kwargs = {"features": (32, 64, 128), "strides": (1, 2, 1)}
         c.method.patch_size, c.method.patch_stride, c.method.num_preds = 8, 4, 5  # 6x6 grid
         c.method.context_dim, c.method.context_hidden = 128, 128
         c.augment.crop_scale = (0.5, 1.0)
-        c.augment.flip_p = 0.0
         c.augment.grayscale_p = 0.0
-        c.optimizer.name = "adamw"
         c.optimizer.lr = 1e-3
-        c.optimizer.weight_decay = 1e-4
-        c.optimizer.warmup_steps = 100
-        c.eval.max_train_examples = 10000
     elif arg == "cifar10":
-        c.dataset.name = "cifar10"
+        apply_dataset_preset(c, arg)
         c.batch_size = 256
         c.train.num_epochs = 200
-        c.model.encoder = "resnet18"
         c.model.encoder_kwargs = {"stem": "cifar", "width": 32}
         c.method.patch_size, c.method.patch_stride, c.method.num_preds = 8, 4, 5  # 7x7 grid
         c.method.context_dim, c.method.context_hidden = 256, 128
@@ -73,16 +58,10 @@ def get_config(arg: str = "digits") -> ml_collections.ConfigDict:
         c.optimizer.lr = 1e-3
         c.optimizer.weight_decay = 1e-5
         c.optimizer.warmup_steps = 1000
-        c.train.eval_every = 5000
     elif arg == "imagenet":
-        c.dataset.name = "imagenet2012"
-        c.dataset.eval_split = "validation"
-        c.dataset.image_size = 256
+        apply_dataset_preset(c, arg)
         c.batch_size = 512
         c.train.num_epochs = 200
-        c.model.encoder = "resnet50"
-        c.model.encoder_kwargs = {"stem": "imagenet"}
-        c.model.dtype = "bfloat16"
         c.method.patch_size, c.method.patch_stride, c.method.num_preds = 64, 32, 5  # 7x7 grid, 50 % overlap
         c.method.context_dim, c.method.context_hidden = 2048, 512
         c.method.context_blocks = 5
@@ -93,8 +72,6 @@ def get_config(arg: str = "digits") -> ml_collections.ConfigDict:
         c.optimizer.lr = 4e-4
         c.optimizer.weight_decay = 1e-5
         c.optimizer.warmup_steps = 5000
-        c.train.checkpoint_every = 2000
-        c.train.eval_every = 0
     else:
         raise ValueError(f"cpc config arg {arg!r} is unknown; use one of digits, mnist, fashion_mnist, "
                          "cifar10, imagenet.")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from sslx.configs.common import base_config
+from sslx.configs.common import apply_dataset_preset, base_config
 
 
 def _v1(c: ml_collections.ConfigDict) -> None:
@@ -57,66 +57,39 @@ def get_config(arg: str = "digits") -> ml_collections.ConfigDict:
     _v2(c)
     arg = arg or "digits"
     if arg == "digits":
+        apply_dataset_preset(c, arg)
         # v2-style on 1438 8x8 images. Short runs: m = 0.99 (0.999 would barely move the key encoder
         # in a few hundred steps) and a small queue (K = 4 global batches, under one epoch of keys).
-        c.dataset.name = "digits"
-        c.batch_size = 256
         c.train.num_epochs = 120
         c.method.queue_size = 1024
         c.method.momentum = 0.99
         c.method.temperature = 0.2
-        c.model.encoder = "small_convnet"
-        c.model.encoder_kwargs = {"features": (32, 64, 128), "strides": (1, 2, 1)}
         c.model.proj_hidden = (128,)
         c.model.proj_dim = 64
-        c.augment.crop_size = 8
-        c.augment.crop_scale = (0.4, 1.0)
-        c.augment.flip_p = 0.0
-        c.augment.grayscale_p = 0.0
-        c.augment.blur_p = 0.0  # 8x8 images: blur erases the digit
-        c.optimizer.name = "adamw"
-        c.optimizer.lr = 2e-3
-        c.optimizer.weight_decay = 1e-4
         c.optimizer.warmup_steps = 50
-        c.train.checkpoint_every = 200
         c.train.eval_every = 0
-        c.eval.knn_k = 20
     elif arg in ("mnist", "fashion_mnist"):
-        c.dataset.name = arg
-        c.batch_size = 256
+        apply_dataset_preset(c, arg)
         c.train.num_epochs = 5
         c.method.queue_size = 4096
         c.method.momentum = 0.99
-        c.model.encoder = "small_convnet"
-        c.model.encoder_kwargs = {"features": (32, 64, 128)}
         c.model.proj_hidden = (256,)
         c.model.proj_dim = 64
-        c.augment.crop_size = 28
-        c.augment.crop_scale = (0.3, 1.0)
-        c.augment.flip_p = 0.0
         c.augment.grayscale_p = 0.0
         c.augment.blur_p = 0.0
-        c.optimizer.name = "adamw"
-        c.optimizer.lr = 2e-3
-        c.optimizer.weight_decay = 1e-4
-        c.optimizer.warmup_steps = 100
-        c.eval.max_train_examples = 10000
     elif arg == "cifar10":
+        apply_dataset_preset(c, arg)
         # The MoCo authors' CIFAR-10 demo (facebookresearch/moco, colab/moco_cifar10_demo.ipynb):
         # ResNet-18 CIFAR stem, linear fc -> 128, K = 4096, m = 0.99, t = 0.1, batch 512, SGD
         # (momentum 0.9) lr 0.06 at batch 512, wd 5e-4, cosine, 200 epochs, no blur, shuffling BN
         # (simulated there with split BN). lr is written as 0.03 x B/256 (= 0.06 at B = 512).
         _v1(c)
         c.method.version = "v2"  # v2 training recipe (cosine, aug+) with v1's linear head, as in the demo
-        c.dataset.name = "cifar10"
         c.batch_size = 512
         c.train.num_epochs = 200
         c.method.queue_size = 4096
         c.method.momentum = 0.99
         c.method.temperature = 0.1
-        c.model.encoder = "resnet18"
-        c.model.encoder_kwargs = {"stem": "cifar"}
-        c.augment.crop_size = 32
         c.augment.jitter_p = 0.8
         c.optimizer.name = "sgd"
         c.optimizer.lr = 0.03
@@ -125,28 +98,22 @@ def get_config(arg: str = "digits") -> ml_collections.ConfigDict:
         c.optimizer.weight_decay = 5e-4
         c.optimizer.schedule = "warmup_cosine"
         c.optimizer.warmup_steps = 0
-        c.train.eval_every = 5000
     elif arg in ("imagenet_v1", "imagenet_v2"):
+        apply_dataset_preset(c, "imagenet")
         # Both papers: ResNet-50, K = 65536, m = 0.999, batch 256 on 8 GPUs, SGD momentum 0.9,
         # lr 0.03, wd 1e-4, 200 epochs. v1 decays lr x0.1 at epochs 120 and 160; v2 uses cosine.
         (_v1 if arg == "imagenet_v1" else _v2)(c)
-        c.dataset.name = "imagenet2012"
-        c.dataset.eval_split = "validation"
-        c.dataset.image_size = 256  # host: shorter side 256 + centre crop; device: random resized crop 224
         c.batch_size = 256
         c.train.num_epochs = 200
         c.method.queue_size = 65536
         c.method.momentum = 0.999
-        c.model.encoder = "resnet50"
-        c.model.encoder_kwargs = {"stem": "imagenet"}
-        c.model.dtype = "bfloat16"
-        c.augment.crop_size = 224
         c.optimizer.name = "sgd"
         c.optimizer.lr = 0.03
         c.optimizer.momentum = 0.9
         c.optimizer.weight_decay = 1e-4
         c.optimizer.warmup_steps = 0
         if arg == "imagenet_v1":
+            apply_dataset_preset(c, "imagenet")
             c.optimizer.schedule = "step"
             c.optimizer.decay_boundaries = (120 / 200, 160 / 200)  # x0.1 at epochs 120 and 160
             c.optimizer.decay_factor = 0.1

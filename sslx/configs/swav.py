@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from sslx.configs.common import base_config
+from sslx.configs.common import apply_dataset_preset, base_config
 
 
 def get_config(arg: str = "digits") -> ml_collections.ConfigDict:
@@ -31,49 +31,26 @@ def get_config(arg: str = "digits") -> ml_collections.ConfigDict:
     c.method.freeze_prototypes_steps = 0
     arg = arg or "digits"
     if arg == "digits":
-        c.dataset.name = "digits"
-        c.batch_size = 256
+        apply_dataset_preset(c, arg)
         c.train.num_epochs = 40
-        c.model.encoder = "small_convnet"
-        c.model.encoder_kwargs = {"features": (32, 64, 128), "strides": (1, 2, 1)}
         c.model.proj_hidden = (128,)
         c.model.proj_dim = 32
         c.method.num_prototypes = 30
         c.method.freeze_prototypes_steps = 5  # ~1 epoch of 1437 images at batch 256
-        c.augment.crop_size = 8
-        c.augment.crop_scale = (0.4, 1.0)
         c.augment.multicrop = ((2, 8, (0.4, 1.0)), (2, 6, (0.2, 0.5)))
-        c.augment.flip_p = 0.0
         c.augment.jitter_strength = 0.5
-        c.augment.grayscale_p = 0.0
-        c.augment.blur_p = 0.0
-        c.optimizer.name = "adamw"
-        c.optimizer.lr = 2e-3
-        c.optimizer.weight_decay = 1e-4
         c.optimizer.warmup_steps = 10
-        c.train.checkpoint_every = 200
         c.train.eval_every = 0
-        c.eval.knn_k = 20
     elif arg in ("mnist", "fashion_mnist"):
-        c.dataset.name = arg
-        c.batch_size = 256
+        apply_dataset_preset(c, arg)
         c.train.num_epochs = 2
-        c.model.encoder = "small_convnet"
-        c.model.encoder_kwargs = {"features": (32, 64, 128)}
         c.model.proj_hidden = (256,)
         c.model.proj_dim = 64
         c.method.num_prototypes = 100
         c.method.freeze_prototypes_steps = 60000 // 256
-        c.augment.crop_size = 28
-        c.augment.crop_scale = (0.3, 1.0)
         c.augment.multicrop = ((2, 28, (0.3, 1.0)), (4, 14, (0.1, 0.3)))
-        c.augment.flip_p = 0.0
-        c.optimizer.name = "adamw"
-        c.optimizer.lr = 2e-3
-        c.optimizer.weight_decay = 1e-4
-        c.optimizer.warmup_steps = 100
-        c.eval.max_train_examples = 10000
     elif arg == "cifar10":
+        apply_dataset_preset(c, arg)
         # No CIFAR numbers in the SwAV paper. This is solo-learn's SwAV CIFAR-10 recipe, checked against
         # its scripts/pretrain/cifar/swav.yaml + augmentations/symmetric.yaml: ResNet-18, batch 256, LARS
         # lr 0.6 (per 256), trust coefficient eta 0.02, wd 1e-6, warmup-cosine, 1000 epochs, projector
@@ -82,18 +59,14 @@ def get_config(arg: str = "digits") -> ml_collections.ConfigDict:
         # grayscale 0.2, blur 0.5, flip 0.5. (solo-learn also clips LARS's local lr; optax.lars cannot.)
         # Small crops are an option: e.g. augment.multicrop = ((2, 32, (0.14, 1)), (4, 16, (0.05, 0.14))).
         steps_per_epoch = 50000 // 256
-        c.dataset.name = "cifar10"
         c.batch_size = 256
         c.train.num_epochs = 1000
-        c.model.encoder = "resnet18"
-        c.model.encoder_kwargs = {"stem": "cifar"}
         c.model.proj_hidden = (2048,)
         c.model.proj_dim = 128
         c.method.num_prototypes = 3000
         c.method.freeze_prototypes_steps = 2 * steps_per_epoch
         c.method.queue_length = 3840
         c.method.queue_start_steps = 50 * steps_per_epoch
-        c.augment.crop_size = 32
         c.augment.crop_scale = (0.08, 1.0)
         c.augment.multicrop = ((2, 32, (0.08, 1.0)),)
         c.augment.jitter_strength = 1.0
@@ -104,25 +77,18 @@ def get_config(arg: str = "digits") -> ml_collections.ConfigDict:
         c.optimizer.weight_decay = 1e-6
         c.optimizer.trust_coefficient = 0.02
         c.optimizer.warmup_steps = 10 * steps_per_epoch
-        c.train.eval_every = 5000
     elif arg == "imagenet":
+        apply_dataset_preset(c, arg)
         # SwAV paper (Sec. 4, App. A) / facebookresearch/swav 800-epoch batch-4096 run: ResNet-50, multi-crop
         # 2x224 (scale 0.14-1) + 6x96 (scale 0.05-0.14), K=3000, projector 2048 -> 128, temperature 0.1,
         # Sinkhorn eps 0.05 x 3 iterations, LARS (trust 0.001) lr 4.8 with 10 warmup epochs then cosine to
         # 0.0048, wd 1e-6, prototypes frozen for the first epoch, colour distortion s = 1.0, blur p 0.5.
-        c.dataset.name = "imagenet2012"
-        c.dataset.eval_split = "validation"
-        c.dataset.image_size = 256
         c.batch_size = 4096
         c.train.num_epochs = 800
-        c.model.encoder = "resnet50"
-        c.model.encoder_kwargs = {"stem": "imagenet"}
-        c.model.dtype = "bfloat16"
         c.model.proj_hidden = (2048,)
         c.model.proj_dim = 128
         c.method.num_prototypes = 3000
         c.method.freeze_prototypes_steps = 1281167 // 4096
-        c.augment.crop_size = 224
         c.augment.crop_scale = (0.14, 1.0)
         c.augment.multicrop = ((2, 224, (0.14, 1.0)), (6, 96, (0.05, 0.14)))
         c.augment.jitter_strength = 1.0
@@ -134,8 +100,6 @@ def get_config(arg: str = "digits") -> ml_collections.ConfigDict:
         c.optimizer.trust_coefficient = 0.001
         c.optimizer.end_lr_factor = 0.001
         c.optimizer.warmup_steps = 10 * (1281167 // 4096)
-        c.train.checkpoint_every = 2000
-        c.train.eval_every = 0
     else:
         raise ValueError(f"swav config arg {arg!r} is unknown; use one of digits, mnist, fashion_mnist, "
                          "cifar10, imagenet.")
