@@ -67,3 +67,34 @@ def run_steps(config, devices, mode, batches):
         ts, m = runner(ts, runner.put_batch(b))
         metrics.append(jax.device_get(m))
     return host, jax.device_get(runner.get_state(ts)), metrics
+
+
+def short_run(config, tmp_path, steps: int = 30, name: str = "run"):
+    """Train ``config`` for ``steps`` logged steps (no final evaluation, synchronous checkpoints).
+
+    Returns ``(workdir, rows)``: the run directory and the metrics.jsonl rows that carry a loss,
+    after checking the run reached ``steps`` and every loss is finite.
+    """
+    import json
+    import os
+
+    from sslx.train.loop import train
+    config.train.num_steps = steps
+    config.train.log_every = 1
+    config.train.checkpoint_every = 1000
+    config.train.async_checkpoint = False
+    config.eval.at_end = False
+    wd = str(tmp_path / name)
+    out = train(config, wd, progress=False)
+    assert out["step"] == steps
+    with open(os.path.join(wd, "metrics.jsonl")) as f:
+        rows = [r for r in map(json.loads, f) if "loss" in r]
+    losses = [r["loss"] for r in rows]
+    assert len(losses) == steps and all(np.isfinite(losses)), losses
+    return wd, rows
+
+
+def assert_learns(rows, key: str = "loss", margin: float = 0.05, window: int = 5):
+    """The mean of the last ``window`` values of ``key`` is below the first ``window``'s by ``margin``."""
+    vals = [r[key] for r in rows]
+    assert np.mean(vals[-window:]) < np.mean(vals[:window]) - margin, vals

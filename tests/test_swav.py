@@ -1,6 +1,4 @@
 """SwAV: Sinkhorn (vs NumPy, marginals, sharded), the swapped loss, prototypes, multi-crop, devices, a CPU run."""
-import json
-import os
 from functools import partial
 
 import chex
@@ -15,7 +13,7 @@ from sslx.losses import sinkhorn, swav_loss
 from sslx.methods import get_method
 from sslx.methods.image.common import make_multicrop_views
 from sslx.methods.image.swav import make_multicrop_view_fns, normalized_prototypes
-from tests.helpers import random_batch, run_steps, tiny_training
+from tests.helpers import assert_learns, random_batch, run_steps, short_run, tiny_training
 
 
 def tiny_swav_config(**overrides):
@@ -273,23 +271,11 @@ def test_swav_four_devices_equal_one_device():
 # --------------------------------------------------------------------------- short run + configs
 
 def test_swav_digits_short_run_learns(tmp_path):
-    from sslx.train.loop import train
     c = swav_cfg.get_config("digits")
     c.batch_size = 128
     c.model.encoder_kwargs = {"features": (16, 32, 64), "strides": (1, 2, 1)}
-    c.train.num_steps = 30
-    c.train.log_every = 1
-    c.train.checkpoint_every = 1000
-    c.train.async_checkpoint = False
-    c.eval.at_end = False
-    wd = str(tmp_path / "run")
-    out = train(c, wd, progress=False)
-    assert out["step"] == 30
-    with open(os.path.join(wd, "metrics.jsonl")) as f:
-        losses = [r["loss"] for r in map(json.loads, f) if "loss" in r]
-    assert len(losses) == 30 and all(np.isfinite(losses))
-    print("swav digits losses", np.round(losses, 3).tolist())
-    assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.05, losses
+    _, rows = short_run(c, tmp_path)
+    assert_learns(rows)
 
 
 @pytest.mark.parametrize("arg,size,channels", [("digits", 8, 1), ("fashion_mnist", 28, 1), ("cifar10", 32, 3),
