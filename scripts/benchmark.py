@@ -6,7 +6,8 @@
 Compiles the step, runs warm-up steps (excluded), then times ``--repeats``
 blocks of ``--steps`` steps with ``block_until_ready`` on synthetic uint8
 images, and prints one JSON line: steps/s, examples/s (images, not views),
-device. ``--no_augment`` times the step with augmentation replaced by a plain
+device. Full-graph objectives (``sslx/configs/dgi.py:cora``) print the time per
+epoch on their Planetoid graph instead. ``--no_augment`` times the step with augmentation replaced by a plain
 resize of the input (to see what the on-device augmentation costs).
 """
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -36,54 +36,25 @@ flags.mark_flags_as_required(["config"])
 
 def main(argv):
     absl_logging.set_verbosity(absl_logging.WARNING)
-    import jax
-    import numpy as np
-
-    from sslx.train import ParallelStep, create_train_state, make_optimizer, make_step_fn
-    from sslx.methods import get_method
-
     config = _CONFIG.value
+    if config.method.name in ("dgi", "grace"):  # full-graph node-level objectives: time per epoch
+        from sslx.train.graph import benchmark_graph_config
+        print(json.dumps(benchmark_graph_config(config, epochs=_STEPS.value, repeats=_REPEATS.value,
+                                                warmup=_WARMUP.value)))
+        return
+    if config.method.name in ("gpt", "mlm"):  # token objectives: synthetic token batches
+        from sslx.methods.text.bench import benchmark_text_config
+        if _MODE.value:
+            config.train.parallel = _MODE.value
+        print(json.dumps(benchmark_text_config(config, steps=_STEPS.value, repeats=_REPEATS.value,
+                                               warmup=_WARMUP.value)))
+        return
     if _MODE.value:
         config.train.parallel = _MODE.value
-    known = {"digits": 8, "mnist": 28, "fashion_mnist": 28, "cifar10_subset": 32, "cifar10": 32}
-    size = _IMAGE_SIZE.value or known.get(config.dataset.name) or config.dataset.get("image_size", 0) \
-        or config.augment.crop_size
-    gray = config.dataset.name in ("digits", "mnist", "fashion_mnist")
-    channels = _CHANNELS.value or (1 if gray else 3)
-    if not _AUGMENT.value:
-        config.augment.identity = True
-    method = get_method(config, total_steps=1000)  # a nominal schedule length (EMA rates, LR)
-    tx, sched = make_optimizer(config.optimizer, 1000, config.batch_size)
-    runner = ParallelStep(make_step_fn(method, tx, sched), mode=config.train.parallel)
-    rng = np.random.default_rng(0)
-    host_batch = {"image": rng.integers(0, 256, (config.batch_size, size, size, channels), dtype=np.uint8),
-                  "label": rng.integers(0, 10, (config.batch_size,), dtype=np.int32)}
-    ts = runner.put_state(create_train_state(method, tx, jax.random.PRNGKey(0), host_batch))
-    batch = runner.put_batch(host_batch)
-    t0 = time.perf_counter()
-    ts, m = runner(ts, batch)
-    jax.block_until_ready((ts, m))
-    compile_s = time.perf_counter() - t0
-    for _ in range(_WARMUP.value):
-        ts, m = runner(ts, batch)
-    jax.block_until_ready((ts, m))
-    times = []
-    for _ in range(_REPEATS.value):
-        t0 = time.perf_counter()
-        for _ in range(_STEPS.value):
-            ts, m = runner(ts, batch)
-        jax.block_until_ready((ts, m))
-        times.append((time.perf_counter() - t0) / _STEPS.value)
-    best, med = min(times), float(np.median(times))
-    dev = jax.devices()[0]
-    print(json.dumps({
-        "method": config.method.name, "encoder": config.model.encoder, "dtype": config.model.dtype,
-        "batch_size": config.batch_size, "image_size": size, "channels": channels,
-        "augment": _AUGMENT.value, "parallel": config.train.parallel,
-        "steps_per_sec": round(1 / med, 3), "examples_per_sec": round(config.batch_size / med, 1),
-        "best_examples_per_sec": round(config.batch_size / best, 1), "compile_s": round(compile_s, 2),
-        "device": f"{dev.platform}:{getattr(dev, 'device_kind', '')}", "num_devices": jax.device_count(),
-        "jax": jax.__version__, "loss": float(m["loss"])}))
+    from sslx.train.benchmark import benchmark_step
+    print(json.dumps(benchmark_step(config, steps=_STEPS.value, repeats=_REPEATS.value, warmup=_WARMUP.value,
+                                    image_size=_IMAGE_SIZE.value, channels=_CHANNELS.value,
+                                    augment=_AUGMENT.value)))
 
 
 if __name__ == "__main__":

@@ -50,12 +50,16 @@ def test_train_writes_metrics_checkpoints_and_results(trained):
 
 
 def test_evaluate_script_matches_training_results(trained):
+    from PIL import Image
     wd, _ = trained
-    r = _run("evaluate.py", "--workdir", str(wd))
+    r = _run("evaluate.py", "--workdir", str(wd), "--plot", "--plot_points=300")
     out = json.loads((wd / "eval_20.json").read_text())
     res = json.loads((wd / "results.json").read_text())
     assert out["ssl"] == pytest.approx(res["ssl"], abs=1e-6)  # same checkpoint, same features, same probe
     assert "SSL" in r.stdout
+    for name in ("embedding_20.png", "curves.png"):  # --plot: t-SNE map and training curves
+        with Image.open(wd / name) as im:
+            assert im.format == "PNG" and im.size[0] > 300 and im.size[1] > 200
 
 
 def test_benchmark_prints_a_json_line():
@@ -66,7 +70,8 @@ def test_benchmark_prints_a_json_line():
     assert line["batch_size"] == 32
 
 
-@pytest.mark.parametrize("name", ["byol", "moco", "swav", "cpc", "amdim", "yadim"])
+@pytest.mark.parametrize("name", ["byol", "moco", "swav", "cpc", "amdim", "yadim", "rotation", "relative_patch",
+                                  "context_encoder", "deepcluster"])
 def test_benchmark_runs_every_objective(name):
     r = _run("benchmark.py", "--config", f"{REPO}/sslx/configs/{name}.py:digits", "--config.batch_size=32",
              "--steps=1", "--repeats=1", "--warmup=0")

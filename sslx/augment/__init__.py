@@ -44,3 +44,18 @@ __all__ = [
 from sslx.augment.patches import augment_patches, extract_patches, grid_size, make_patch_view_fn  # noqa: E402
 
 __all__ += ["augment_patches", "extract_patches", "grid_size", "make_patch_view_fn"]
+from sslx.augment.patches import (NEIGHBOUR_OFFSETS, check_patch_grid, drop_channels,  # noqa: E402
+                                  make_relative_patch_fn, random_resample, resample_patch,
+                                  sample_patch_pair_positions, sample_relative_patch_pair)
+
+__all__ += ["NEIGHBOUR_OFFSETS", "check_patch_grid", "drop_channels", "make_relative_patch_fn", "random_resample",
+            "resample_patch", "sample_patch_pair_positions", "sample_relative_patch_pair"]
+
+from sslx.augment.masks import (MASK_MODES, central_block_mask, make_mask_fn, random_blocks_mask,  # noqa: E402
+                                random_shape_mask)
+
+__all__ += ["MASK_MODES", "central_block_mask", "make_mask_fn", "random_blocks_mask", "random_shape_mask"]
+
+from sslx.augment.text import mlm_mask  # noqa: E402
+
+__all__ += ["mlm_mask"]

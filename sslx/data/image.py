@@ -593,14 +593,23 @@ def _epoch_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
     return perm
 
 
-def global_batch_indices(step: int, num_examples: int, global_batch: int, seed: int) -> np.ndarray:
+def global_batch_indices(
+    step: int, num_examples: int, global_batch: int, seed: int, sample_weights: np.ndarray | None = None
+) -> np.ndarray:
     """Example indices ``int64 [global_batch]`` of the global batch at ``step``.
 
     ``epoch = step // (num_examples // global_batch)``; each epoch uses the
     permutation ``np.random.default_rng((seed, epoch))`` and drops its last
     ``num_examples % global_batch`` examples (warned once). A pure function of
     its arguments, so resuming at any step reproduces the batches exactly.
+
+    With ``sample_weights`` (``[num_examples]``, >= 0, not all 0) the batch is instead
+    ``global_batch`` independent draws with replacement, example ``i`` with probability
+    ``w_i / sum(w)``, from ``np.random.default_rng((seed, step, 1))`` (e.g. DeepCluster's
+    uniform sampling over clusters); still a pure function of (step, seed, weights).
     """
+    if sample_weights is not None:
+        return _weighted_batch_indices(step, num_examples, global_batch, seed, sample_weights)
     if global_batch < 1:
         raise ValueError(f"global_batch must be >= 1, got {global_batch}.")
     if global_batch > num_examples:
@@ -626,6 +635,24 @@ def global_batch_indices(step: int, num_examples: int, global_batch: int, seed: 
     epoch, pos = divmod(step, steps_per_epoch)
     perm = _epoch_permutation(num_examples, seed, epoch)
     return perm[pos * global_batch : (pos + 1) * global_batch].astype(np.int64)
+
+
+def _weighted_batch_indices(
+    step: int, num_examples: int, global_batch: int, seed: int, sample_weights: np.ndarray
+) -> np.ndarray:
+    w = np.asarray(sample_weights, np.float64)
+    if w.shape != (num_examples,):
+        raise ValueError(
+            f"sample_weights: expected shape [{num_examples}] (one weight per example), got {w.shape}."
+        )
+    if global_batch < 1 or step < 0 or seed < 0:
+        raise ValueError(f"need global_batch >= 1, step >= 0, seed >= 0; got {global_batch}, {step}, {seed}.")
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or not w.sum() > 0:
+        raise ValueError("sample_weights must be finite and >= 0 with a positive sum; fix the weights "
+                         "(e.g. 1 / cluster size) or pass None for uniform epochs.")
+    cdf = np.cumsum(w)
+    u = np.random.default_rng((seed, step, 1)).random(global_batch) * cdf[-1]
+    return np.minimum(np.searchsorted(cdf, u, side="right"), num_examples - 1).astype(np.int64)
 
 
 def process_slice(global_indices: np.ndarray, process_index: int, process_count: int) -> np.ndarray:
@@ -667,6 +694,9 @@ class BatchIterator:
     ahead in a background thread. Runs forever unless ``num_steps`` is set.
     ``next_step`` is the step of the next batch returned. Use as a context
     manager or call :meth:`close`; worker exceptions re-raise in ``__next__``.
+    ``sample_weights`` ``[N]`` draws batches with these per-example weights (see
+    :func:`global_batch_indices`); ``with_index`` adds ``"index"`` (int32 global
+    example indices ``[local_batch]``) to every batch.
     """
 
     def __init__(
@@ -681,6 +711,8 @@ class BatchIterator:
         prefetch: int = 2,
         put_fn: Callable[[Batch], Any] | None = None,
         num_steps: int | None = None,
+        sample_weights: np.ndarray | None = None,
+        with_index: bool = False,
     ) -> None:
         if process_index is None or process_count is None:
             import jax
@@ -689,8 +721,11 @@ class BatchIterator:
             process_count = jax.process_count() if process_count is None else process_count
         if prefetch < 1:
             raise ValueError(f"prefetch must be >= 1, got {prefetch}.")
+        self.sample_weights = None if sample_weights is None else np.asarray(sample_weights, np.float64)
+        self.with_index = with_index
         # Validate eagerly so configuration errors surface in the caller.
-        process_slice(global_batch_indices(start_step, len(dataset), global_batch, seed), process_index, process_count)
+        process_slice(global_batch_indices(start_step, len(dataset), global_batch, seed, self.sample_weights),
+                      process_index, process_count)
         self.dataset = dataset
         self.global_batch = global_batch
         self.seed = seed
@@ -708,8 +743,12 @@ class BatchIterator:
 
     def batch_at(self, step: int) -> Batch:
         """The host batch (before ``put_fn``) for ``step``, computed synchronously."""
-        idx = global_batch_indices(step, len(self.dataset), self.global_batch, self.seed)
-        return self.dataset[process_slice(idx, self.process_index, self.process_count)]
+        idx = global_batch_indices(step, len(self.dataset), self.global_batch, self.seed, self.sample_weights)
+        local = process_slice(idx, self.process_index, self.process_count)
+        batch = self.dataset[local]
+        if self.with_index:
+            batch["index"] = local.astype(np.int32)
+        return batch
 
     def _put(self, item: Any) -> bool:
         while not self._stop.is_set():

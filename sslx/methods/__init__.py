@@ -5,8 +5,29 @@ from typing import Callable, Optional
 
 from sslx.methods.base import DATA_AXIS, Method, example_keys
 from sslx.methods.image import amdim, byol, cpc, moco, simclr, swav, yadim
+from sslx.methods.image.context_encoder import context_encoder
+from sslx.methods.image.deepcluster import deepcluster
+from sslx.methods.image.relative_patch import relative_patch
+from sslx.methods.image.rotation import rotation
+from sslx.methods.graph import dgi, grace
+from sslx.methods.graph.infograph import infograph
+from sslx.methods.graph.gmi import gmi
+from sslx.methods.graph.merit import merit
+from sslx.methods.graph.mvgrl import mvgrl
+from sslx.methods.text import gpt, mlm
+from sslx.methods import text as _text
+from sslx.methods.text.word2vec import cbow as _cbow, skipgram as _skipgram
 
 _REGISTRY: dict[str, Callable[..., Method]] = {
+    "deepcluster": deepcluster,
+    "context_encoder": context_encoder,
+    "rotation": rotation, "relative_patch": relative_patch,
+    "dgi": dgi, "grace": grace, "infograph": infograph, "mvgrl": mvgrl, "gmi": gmi, "merit": merit,
+    "gpt": gpt, "mlm": mlm,
+    "nsp": _text.nsp, "sop": _text.sop, "word_order": _text.word_order, "sentence_order": _text.sentence_order,
+    "masked_sentence": _text.masked_sentence, "neighbor_sentence": _text.neighbor_sentence,
+    "bidir_lm": _text.bidir_lm,
+    "cbow": _cbow, "skipgram": _skipgram,
     "simclr": simclr, "byol": byol, "moco": moco, "cpc": cpc, "amdim": amdim, "yadim": yadim,
     "swav": swav}
 

@@ -97,7 +97,9 @@ class ResNet(nn.Module):
     norm: str = "batch"
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool = True, return_blocks: bool = False):
+        """``[B, H, W, C] -> [B, C_out]``; with ``return_blocks`` also the tuple of every stage's
+        output feature map ``[B, h_i, w_i, c_i]`` (one per entry of ``stage_sizes``)."""
         _check_images(x)
         conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype)
         norm = _norm_layer(self.norm, train, self.bn_momentum, self.bn_axis_name, self.dtype)
@@ -111,11 +113,14 @@ class ResNet(nn.Module):
             x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
         else:
             raise ValueError(f"ResNet.stem: expected 'cifar' or 'imagenet', got {self.stem!r}.")
+        blocks = []
         for i, n_blocks in enumerate(self.stage_sizes):
             for j in range(n_blocks):
                 strides = 2 if i > 0 and j == 0 else 1
                 x = self.block(self.width * 2 ** i, strides, conv=conv, norm=norm)(x)
-        return jnp.mean(x, axis=(1, 2)).astype(jnp.promote_types(self.dtype, jnp.float32))
+            blocks.append(x)
+        pooled = jnp.mean(x, axis=(1, 2)).astype(jnp.promote_types(self.dtype, jnp.float32))
+        return (pooled, tuple(blocks)) if return_blocks else pooled
 
 
 ResNet18 = functools.partial(ResNet, stage_sizes=(2, 2, 2, 2), block=BasicBlock)
@@ -138,12 +143,15 @@ class SmallConvNet(nn.Module):
     norm: str = "batch"
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool = True, return_blocks: bool = False):
+        """``[B, H, W, C] -> [B, features[-1]]``; with ``return_blocks`` also the tuple of every
+        conv-BN-ReLU layer's output feature map ``[B, h_i, w_i, features[i]]``."""
         _check_images(x)
         x = x.astype(self.dtype)
         norm = _norm_layer(self.norm, train, self.bn_momentum, self.bn_axis_name, self.dtype)
         if self.strides is not None and len(self.strides) != len(self.features):
             raise ValueError(f"SmallConvNet: strides {self.strides} and features {self.features} differ in length.")
+        blocks = []
         for i, f in enumerate(self.features):
             if self.strides is not None:
                 strides = int(self.strides[i])
@@ -151,7 +159,9 @@ class SmallConvNet(nn.Module):
                 strides = 2 if (i > 0 and x.shape[1] >= 16) else 1
             x = nn.Conv(f, (3, 3), (strides, strides), padding=1, use_bias=False, dtype=self.dtype)(x)
             x = nn.relu(norm()(x))
-        return jnp.mean(x, axis=(1, 2)).astype(jnp.promote_types(self.dtype, jnp.float32))
+            blocks.append(x)
+        pooled = jnp.mean(x, axis=(1, 2)).astype(jnp.promote_types(self.dtype, jnp.float32))
+        return (pooled, tuple(blocks)) if return_blocks else pooled
 
 
 def make_encoder(name: str, *, dtype: Dtype = jnp.float32, bn_axis_name: Optional[str] = None,

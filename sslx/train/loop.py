@@ -25,6 +25,7 @@ from sslx import data as sdata
 from sslx import eval as seval
 from sslx.checkpoint import Checkpointer
 from sslx.methods import get_method
+from sslx.methods.base import EpochContext
 from sslx.train.optim import make_optimizer
 from sslx.train.parallel import maybe_initialize_distributed
 from sslx.train.state import TrainState, create_train_state
@@ -172,14 +173,37 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
     if progress and is_main:
         from tqdm.auto import tqdm
         pbar = tqdm(total=total_steps, initial=start, desc=f"{method.name}", unit="step", dynamic_ncols=True)
-    it = sdata.BatchIterator(train_ds, config.batch_size, seed=config.seed, start_step=start,
-                             prefetch=config.train.prefetch, put_fn=runner.put_batch)
+    # Methods with an epoch hook (e.g. DeepCluster) run it at every epoch boundary; the batches of
+    # each epoch are then drawn with the method's sampling weights (one iterator per epoch).
+    steps_per_epoch = max(1, n // config.batch_size)
+    epoch_tx = make_optimizer(config.optimizer, total_steps, config.batch_size)[0] if method.epoch_start else None
+
+    def make_iterator(first_step: int, ts) -> sdata.BatchIterator:
+        weights = None
+        if method.sampling_weights is not None:
+            w = method.sampling_weights(runner.get_state(ts).state)
+            weights = None if w is None else np.asarray(jax.device_get(w))
+        num = steps_per_epoch - first_step % steps_per_epoch if method.epoch_start else None
+        return sdata.BatchIterator(train_ds, config.batch_size, seed=config.seed, start_step=first_step,
+                                   prefetch=config.train.prefetch, put_fn=runner.put_batch, num_steps=num,
+                                   sample_weights=weights, with_index=method.batch_index)
+
+    it = None if method.epoch_start and start % steps_per_epoch == 0 else make_iterator(start, ts)
     step = start
     t_last, step_last = time.perf_counter(), start
     stopped_by = None
     try:
         with _StopFlag() as stop:
             for step in range(start, total_steps):
+                if method.epoch_start is not None and step % steps_per_epoch == 0:
+                    if it is not None:
+                        it.close()
+                    ctx = EpochContext(epoch=step // steps_per_epoch, step=step, dataset=train_ds,
+                                       devices=tuple(runner.devices), tx=epoch_tx)
+                    new_state, epoch_metrics = method.epoch_start(runner.get_state(ts), ctx)
+                    ts = runner.put_state(new_state)
+                    writer.write(step, epoch_metrics)
+                    it = make_iterator(step, ts)
                 batch = next(it)
                 ts, metrics = runner(ts, batch)
                 done = step + 1
@@ -210,7 +234,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
             else:
                 step = total_steps
     finally:
-        it.close()
+        if it is not None:
+            it.close()
         if pbar is not None:
             pbar.close()
     final_step = int(jax.device_get(runner.get_state(ts).step))
@@ -226,6 +251,11 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
         return {"stopped": True, "step": final_step}
 
     results = {"step": final_step}
+    if method.write_artifacts is not None and is_main:  # e.g. a PNG of inpainted test images
+        eval_ds = eval_ds or load_split(config, ds_cfg.eval_split)
+        s = jax.device_get(runner.get_state(ts))
+        images = eval_ds[np.arange(min(8, len(eval_ds)))]["image"]
+        results["artifacts"] = list(method.write_artifacts(s.params, s.state, images, workdir))
     if not config.eval.at_end:
         return results
     eval_ds = eval_ds or load_split(config, ds_cfg.eval_split)
@@ -266,9 +296,13 @@ def _update(node: ml_collections.ConfigDict, d: dict) -> None:
                 node[k] = tuple(v) if isinstance(v, list) else v
 
 
-def evaluate_checkpoint(workdir: str, config: Optional[ml_collections.ConfigDict] = None,
-                        step: Optional[int] = None, random_init: bool = False) -> dict:
-    """Linear probe + kNN of the encoder saved in ``workdir`` (latest or ``step``)."""
+def restore_checkpoint(workdir: str, config: Optional[ml_collections.ConfigDict] = None,
+                       step: Optional[int] = None) -> dict:
+    """Everything needed to use the encoder saved in ``workdir`` (latest checkpoint or ``step``).
+
+    Returns ``{"config", "method", "state" (restored TrainState, host), "fresh" (the same
+    architecture at random init), "step", "train_ds", "eval_ds"}``.
+    """
     config = config if config is not None else load_run_config(workdir)
     ds_cfg = config.dataset
     train_ds = load_split(config, ds_cfg.train_split)
@@ -284,9 +318,24 @@ def evaluate_checkpoint(workdir: str, config: Optional[ml_collections.ConfigDict
     state, meta = ckpt.restore(jax.device_get(fresh), step=step)
     if state is None:
         raise FileNotFoundError(f"no readable checkpoint in {ckpt.directory}.")
-    results = {"method": method.name, "dataset": ds_cfg.name, "step": int(meta["step"]),
+    return {"config": config, "method": method, "state": state, "fresh": fresh, "step": int(meta["step"]),
+            "train_ds": train_ds, "eval_ds": eval_ds}
+
+
+def evaluate_checkpoint(workdir: str, config: Optional[ml_collections.ConfigDict] = None,
+                        step: Optional[int] = None, random_init: bool = False,
+                        restored: Optional[dict] = None) -> dict:
+    """Linear probe + kNN of the encoder saved in ``workdir`` (latest or ``step``).
+
+    ``restored``: the output of :func:`restore_checkpoint`, to avoid restoring twice.
+    """
+    r = restored if restored is not None else restore_checkpoint(workdir, config, step)
+    config, method, state = r["config"], r["method"], r["state"]
+    train_ds, eval_ds = r["train_ds"], r["eval_ds"]
+    results = {"method": method.name, "dataset": config.dataset.name, "step": r["step"],
                "ssl": evaluate_encoder(method, state.params, state.state, train_ds, eval_ds, config)}
     if random_init:
+        fresh = r["fresh"]
         results["random_init"] = evaluate_encoder(method, fresh.params, fresh.state, train_ds, eval_ds, config)
     return results
 

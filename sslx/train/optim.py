@@ -59,8 +59,8 @@ def make_optimizer(cfg: ml_collections.ConfigDict, total_steps: int, global_batc
     top-level entry of the params dict its own optimiser (``optax.multi_transform``): part ``k``
     uses ``cfg`` updated with ``cfg.parts[k]`` (any key but ``parts`` / ``accum_steps``), with its
     own state and schedule; ``accum_steps`` then applies to the whole. The params' top-level keys
-    must equal the parts' keys (a ValueError at ``tx.init`` otherwise). The returned schedule is
-    the first part's (what the step logs as ``lr``).
+    must equal the parts' keys (a ValueError at ``tx.init`` otherwise). The returned schedule
+    (what the step logs as ``lr``) is that of ``cfg`` itself, without part overrides.
     """
     if cfg.get("parts", None):
         return _make_part_optimizer(cfg, total_steps, global_batch)
@@ -90,16 +90,14 @@ def _make_part_optimizer(cfg: ml_collections.ConfigDict, total_steps: int, globa
     """``cfg.parts``: one optimiser per top-level params entry (see :func:`make_optimizer`)."""
     parts = dict(cfg.parts)
     base = {k: v for k, v in cfg.items() if k not in ("parts", "accum_steps")}
-    txs, schedules = {}, []
+    txs = {}
     for name, over in parts.items():
         over = dict(over or {})
         bad = {"parts", "accum_steps"} & set(over)
         if bad:
             raise ValueError(f"config.optimizer.parts[{name!r}] sets {sorted(bad)}; these apply to the whole "
                              "optimiser, set them on config.optimizer instead.")
-        tx, sched = make_optimizer(ml_collections.ConfigDict({**base, **over}), total_steps, global_batch)
-        txs[name] = tx
-        schedules.append(sched)
+        txs[name], _ = make_optimizer(ml_collections.ConfigDict({**base, **over}), total_steps, global_batch)
 
     def labels(params):
         if not isinstance(params, dict) or set(params) != set(parts):
@@ -112,4 +110,4 @@ def _make_part_optimizer(cfg: ml_collections.ConfigDict, total_steps: int, globa
     accum = int(cfg.get("accum_steps", 1))
     if accum > 1:
         tx = optax.MultiSteps(tx, every_k_schedule=accum)
-    return tx, schedules[0]
+    return tx, make_schedule(cfg, total_steps, global_batch)

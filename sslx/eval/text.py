@@ -1,0 +1,106 @@
+"""Frozen-feature evaluation of text encoders: sentence features and cross-validated
+logistic regression (the MR sentiment protocol), with a bag-of-words baseline.
+
+* :func:`sentence_features` -- ``[CLS] sentence [SEP]`` rows (tokenised, padded) through a
+  method's ``encode`` in fixed-size batches -> float32 [N, D].
+* :func:`cv_logistic_accuracy` -- stratified k-fold (default 10) logistic regression on
+  standardised features (scikit-learn), mean and std of the fold accuracies.
+* :func:`bag_of_words_accuracy` -- the same cross-validation on binary unigram counts.
+* :func:`probe_sentences` -- features + cross-validation in one call.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sslx.data.text import pad_sequences
+
+__all__ = ["sentence_features", "cv_logistic_accuracy", "bag_of_words_accuracy", "probe_sentences"]
+
+
+def sentence_features(encode: Callable, params: Any, state: Any, token_ids: Sequence[np.ndarray], seq_len: int,
+                      *, cls_id: int = 2, sep_id: int = 3, pad_id: int = 0, batch_size: int = 512) -> np.ndarray:
+    """Features float32 [N, D] of N tokenised sentences (int arrays without specials).
+
+    Each sentence becomes ``[CLS] ids [SEP]`` padded to ``seq_len`` (longer ones are cut to
+    ``seq_len`` keeping the final [SEP]: pass a ``seq_len`` that fits the sentences to avoid
+    it) and is fed to ``encode(params, state, tokens, mask)`` in batches of ``batch_size``
+    (the last batch is padded with empty rows and the padding dropped, so one shape compiles).
+    """
+    n = len(token_ids)
+    if n == 0:
+        raise ValueError("sentence_features: no sentences given.")
+    if batch_size < 1 or seq_len < 2:
+        raise ValueError(f"sentence_features: need batch_size >= 1 and seq_len >= 2, got {batch_size}, {seq_len}.")
+    data = pad_sequences(list(token_ids), seq_len, pad_id, cls_id=cls_id, sep_id=sep_id, truncate=True)
+    fn = jax.jit(lambda p, s, t, m: encode(p, s, t, m))
+    out = []
+    for i in range(0, n, batch_size):
+        t, m = data["tokens"][i:i + batch_size], data["mask"][i:i + batch_size]
+        k = len(t)
+        if k < batch_size:
+            t = np.concatenate([t, np.full((batch_size - k, seq_len), pad_id, np.int32)])
+            m = np.concatenate([m, np.zeros((batch_size - k, seq_len), bool)])
+            m[k:, 0] = True  # keep padded rows non-empty (dropped below)
+        out.append(np.asarray(fn(params, state, jnp.asarray(t), jnp.asarray(m)))[:k])
+    return np.concatenate(out).astype(np.float32)
+
+
+def cv_logistic_accuracy(features: Any, labels: Any, folds: int = 10, seed: int = 0, C: float = 1.0,
+                         max_iter: int = 2000, standardize: bool = True) -> dict:
+    """Stratified ``folds``-fold cross-validated logistic-regression accuracy.
+
+    Args:
+      features: [N, D] dense array or scipy sparse matrix; labels: int [N].
+      seed: the fold shuffling seed (folds are identical for every feature set of one N).
+      standardize: scale dense features to zero mean / unit variance inside each fold.
+
+    Returns ``{"mean": mean fold accuracy, "std": their std, "folds": list of accuracies}``.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    y = np.asarray(labels)
+    n = features.shape[0]
+    if y.shape != (n,):
+        raise ValueError(f"cv_logistic_accuracy: labels shape {y.shape} != ({n},) (one label per feature row).")
+    if folds < 2 or np.min(np.bincount(y)) < folds:
+        raise ValueError(f"cv_logistic_accuracy: folds={folds} needs >= 2 and at most the size of the smallest "
+                         f"class ({np.min(np.bincount(y))}).")
+    if not hasattr(features, "tocsr"):
+        features = np.asarray(features, np.float64)
+        if not np.all(np.isfinite(features)):
+            raise ValueError("cv_logistic_accuracy: features contain NaN or inf.")
+    accs = []
+    for tr, te in StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(n), y):
+        clf = LogisticRegression(C=C, max_iter=max_iter)
+        model = make_pipeline(StandardScaler(), clf) if standardize and not hasattr(features, "tocsr") else clf
+        model.fit(features[tr], y[tr])
+        accs.append(float(np.mean(model.predict(features[te]) == y[te])))
+    return {"mean": float(np.mean(accs)), "std": float(np.std(accs)), "folds": accs}
+
+
+def bag_of_words_accuracy(texts: Sequence[str], labels: Any, folds: int = 10, seed: int = 0, C: float = 1.0,
+                          ngram_range: tuple = (1, 1)) -> dict:
+    """The baseline: binary word counts (lower-cased, words and punctuation as tokens; the
+    vocabulary is fitted on all N texts, which uses no labels) + logistic regression, k-fold."""
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    vec = CountVectorizer(binary=True, lowercase=True, token_pattern=r"(?u)\b\w+\b|[^\w\s]", ngram_range=ngram_range)
+    x = vec.fit_transform(list(texts))
+    return cv_logistic_accuracy(x, labels, folds, seed, C, standardize=False)
+
+
+def probe_sentences(encode: Callable, params: Any, state: Any, token_ids: Sequence[np.ndarray], labels: Any,
+                    seq_len: int, folds: int = 10, seed: int = 0, **kw) -> dict:
+    """:func:`sentence_features` then :func:`cv_logistic_accuracy`; adds ``"dim"`` (feature size)."""
+    feats = sentence_features(encode, params, state, token_ids, seq_len, **kw)
+    res = cv_logistic_accuracy(feats, labels, folds, seed)
+    res["dim"] = int(feats.shape[1])
+    return res

@@ -1,0 +1,42 @@
+"""Losses of the sentence-level text objectives (pure functions)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import chex
+import jax
+import jax.numpy as jnp
+
+from sslx.losses.contrastive import l2_normalize
+
+
+def candidate_info_nce(queries: jax.Array, candidates: jax.Array, labels: jax.Array,
+                       valid: Optional[jax.Array] = None, temperature: float = 0.1,
+                       normalize: bool = True) -> tuple[jax.Array, dict]:
+    """InfoNCE over an explicit candidate set per query.
+
+    Args:
+      queries: float [B, D] (e.g. the context representation of a masked sentence).
+      candidates: float [B, C, D] candidate encodings; ``candidates[b, labels[b]]`` is the positive.
+      labels: int [B] slot of the positive.
+      valid: bool [B, C] (None: all valid); invalid slots get score -inf.
+      temperature: softmax temperature; normalize: cosine similarity when True.
+
+    Returns ``(mean over b of -log softmax_c(q_b . k_bc / tau)[labels[b]], {"accuracy"})``.
+    """
+    chex.assert_rank([queries, candidates, labels], [2, 3, 1])
+    chex.assert_equal_shape_prefix([queries, candidates, labels], 1)
+    chex.assert_equal(queries.shape[-1], candidates.shape[-1])
+    if temperature <= 0:
+        raise ValueError(f"candidate_info_nce: temperature must be > 0, got {temperature}.")
+    q, k = queries.astype(jnp.float32), candidates.astype(jnp.float32)
+    if normalize:
+        q, k = l2_normalize(q), l2_normalize(k)
+    scores = jnp.einsum("bd,bcd->bc", q, k) / temperature
+    if valid is not None:
+        chex.assert_equal_shape([valid, scores])
+        scores = jnp.where(valid, scores, -jnp.inf)
+    logp = jax.nn.log_softmax(scores, axis=-1)
+    loss = -jnp.take_along_axis(logp, labels[:, None].astype(jnp.int32), axis=1)[:, 0]
+    acc = (jnp.argmax(scores, axis=-1) == labels).astype(jnp.float32)
+    return jnp.mean(loss), {"accuracy": jnp.mean(acc)}

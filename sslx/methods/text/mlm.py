@@ -1,0 +1,69 @@
+"""Masked language modelling (BERT, Devlin et al. 2019) with a pre-LN transformer encoder.
+
+Batch: ``{"tokens": int32 [B, T], "mask": bool [B, T]}`` (mask True = real token; without
+it every token is real). Inside the step each sequence is corrupted with its own key (keyed
+by its *global* index, so the corruption does not depend on the device split) by
+:func:`sslx.augment.text.mlm_mask`: 15% of the non-special real tokens are chosen, 80% of
+those become [MASK], 10% a random token, 10% stay. The loss is the cross-entropy at the
+chosen positions only, normalised by their number over the whole global batch. The output
+layer is the tied token embedding plus a bias. ``encode`` mean-pools the final hidden
+states over the real tokens -> [B, width].
+
+Config keys: ``config.model`` (see :func:`build_transformer`), ``config.method.mask_id``,
+``config.method.special_ids`` (never masked), ``config.method.mask_prob`` (0.15),
+``mask_token_frac`` (0.8), ``random_token_frac`` (0.1).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from sslx import losses
+from sslx.augment.text import mlm_mask
+from sslx.methods.base import DATA_AXIS, Method, example_keys
+from sslx.methods.text.common import build_transformer, check_tokens, dropout_key, mean_pool
+
+
+def mlm(config: ml_collections.ConfigDict, axis_name: Optional[str] = DATA_AXIS,
+        total_steps: Optional[int] = None) -> Method:
+    """Masked LM as a :class:`Method`."""
+    del total_steps
+    model = build_transformer(config, causal=False, output_bias=True)
+    mc = config.method
+    vocab = int(config.model.vocab_size)
+    mask_id = int(mc.get("mask_id", 4))
+    special_ids = tuple(int(i) for i in mc.get("special_ids", (0, 1, 2, 3, 4)))
+    if not 0 <= mask_id < vocab:
+        raise ValueError(f"config.method.mask_id {mask_id} is outside the vocabulary [0, {vocab}).")
+    corrupt = dict(mask_id=mask_id, vocab_size=vocab, special_ids=special_ids,
+                   mask_prob=float(mc.get("mask_prob", 0.15)),
+                   mask_token_frac=float(mc.get("mask_token_frac", 0.8)),
+                   random_token_frac=float(mc.get("random_token_frac", 0.1)))
+    mlm_mask(jax.random.PRNGKey(0), jnp.zeros((1,), jnp.int32), **corrupt)  # validate the settings now
+
+    def init(rng, batch):
+        tokens = check_tokens(batch, "mlm")
+        return model.init(rng, tokens[:1], batch.get("mask", jnp.ones_like(tokens, bool))[:1])["params"], {}
+
+    def corrupt_batch(rng, tokens, valid):
+        keys = example_keys(rng, tokens.shape[0], axis_name, num=1)[:, 0]
+        return jax.vmap(lambda k, t, v: mlm_mask(k, t, valid=v, **corrupt))(keys, tokens, valid)
+
+    def loss_fn(params, state, batch, rng):
+        tokens = check_tokens(batch, "mlm")
+        valid = batch.get("mask", jnp.ones_like(tokens, bool)).astype(bool)
+        k_mask, k_drop = jax.random.split(rng)
+        inputs, targets, weights = corrupt_batch(k_mask, tokens, valid)
+        logits = model.apply({"params": params}, inputs, valid, train=True,
+                             rngs={"dropout": dropout_key(k_drop, axis_name)})
+        loss, aux = losses.token_cross_entropy(logits, targets, weights, axis_name)
+        return loss, (state, {"mlm_accuracy": aux["accuracy"], "masked_tokens": aux["num_tokens"]})
+
+    def encode(params, state, tokens, mask=None):
+        h = model.apply({"params": params}, tokens, mask, train=False, return_hidden=True)
+        return mean_pool(h, mask)
+
+    return Method(name="mlm", init=init, loss_fn=loss_fn, encode=encode, axis_name=axis_name)

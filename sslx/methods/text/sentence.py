@@ -1,0 +1,95 @@
+"""Pieces shared by the sentence-level objectives (NSP, SOP, word / sentence order, masked and
+neighbour sentences, bidirectional LM): batch checks, the global-batch gather, the encoder
+pass and the sentence features used by ``encode``.
+
+Batches of these objectives are either single sentences ``{"tokens": int32 [B, S],
+"mask": bool [B, S]}`` (no special tokens; mask True = real token, left-aligned) or windows
+of consecutive sentences from :func:`sslx.augment.text_pairs.sentence_windows`
+``{"sents": int32 [B, K, S], "lengths": int32 [B, K], "doc": int32 [B]}``. Parameters are
+``{"encoder": transformer params, <head name>: head params}``; the encoder is the pre-LN
+transformer of ``config.model`` and ``encode(params, state, tokens, mask)`` takes
+``[CLS] sentence [SEP]`` rows (as :func:`sslx.data.text.pad_sequences` builds them) and
+mean-pools the final hidden states over the real tokens -> [B, width].
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from jax import lax
+
+from sslx.methods.text.common import build_transformer, dropout_key, mean_pool
+
+
+def special_ids(config: ml_collections.ConfigDict) -> dict:
+    """``cls_id``, ``sep_id``, ``pad_id``, ``mask_id`` from ``config.method`` (defaults 2, 3, 0, 4:
+    the ids of :data:`sslx.data.text.SPECIAL_TOKENS`), checked against the vocabulary."""
+    mc, vocab = config.method, int(config.model.vocab_size)
+    ids = {k: int(mc.get(k, d)) for k, d in (("cls_id", 2), ("sep_id", 3), ("pad_id", 0), ("mask_id", 4))}
+    for k, v in ids.items():
+        if not 0 <= v < max(vocab, 1):
+            raise ValueError(f"config.method.{k}={v} is outside the vocabulary [0, {vocab}).")
+    return ids
+
+
+def check_window_batch(batch: dict, name: str, window: Optional[int] = None
+                       ) -> tuple[jax.Array, jax.Array, Optional[jax.Array]]:
+    """``(sents int32 [B, K, S], lengths int32 [B, K], doc int32 [B] or None)`` or a ValueError."""
+    for key in ("sents", "lengths"):
+        if key not in batch:
+            raise ValueError(f"{name}: the batch needs 'sents' int32 [B, K, S] and 'lengths' int32 [B, K] "
+                             f"(sslx.augment.text_pairs.sentence_windows); got keys {sorted(batch)}.")
+    sents, lengths = batch["sents"], batch["lengths"]
+    if sents.ndim != 3 or lengths.shape != sents.shape[:2]:
+        raise ValueError(f"{name}: 'sents' must be [B, K, S] and 'lengths' [B, K]; got {tuple(sents.shape)} "
+                         f"and {tuple(lengths.shape)}.")
+    if window is not None and sents.shape[1] != window:
+        raise ValueError(f"{name}: needs windows of K={window} sentences, got K={sents.shape[1]}; build the data "
+                         f"with sentence_windows(..., window={window}).")
+    doc = batch.get("doc")
+    return sents.astype(jnp.int32), lengths.astype(jnp.int32), None if doc is None else doc.astype(jnp.int32)
+
+
+def check_sentence_batch(batch: dict, name: str) -> tuple[jax.Array, jax.Array]:
+    """``(tokens int32 [B, S], lengths int32 [B])`` from ``tokens`` and optional ``mask``."""
+    if "tokens" not in batch:
+        raise ValueError(f"{name}: the batch needs 'tokens' int32 [B, S] (one sentence per row, no special "
+                         f"tokens) and optionally 'mask' bool [B, S]; got keys {sorted(batch)}.")
+    tokens = batch["tokens"]
+    if tokens.ndim != 2 or not jnp.issubdtype(tokens.dtype, jnp.integer):
+        raise ValueError(f"{name}: batch['tokens'] must be int [B, S], got {tokens.dtype} {tuple(tokens.shape)}.")
+    mask = batch.get("mask")
+    lengths = jnp.full(tokens.shape[:1], tokens.shape[1], jnp.int32) if mask is None else \
+        jnp.sum(mask.astype(jnp.int32), axis=1)
+    return tokens.astype(jnp.int32), lengths
+
+
+def gather_global(x: jax.Array, axis_name: Optional[str]) -> tuple[jax.Array, jax.Array]:
+    """All-gather ``x`` [B, ...] over ``axis_name`` -> ([N*B, ...], global indices [B] of the local rows)."""
+    b = x.shape[0]
+    if axis_name is None:
+        return x, jnp.arange(b)
+    return lax.all_gather(x, axis_name, tiled=True), lax.axis_index(axis_name) * b + jnp.arange(b)
+
+
+def hidden_states(model, params, tokens: jax.Array, valid: jax.Array, train: bool, rng: Optional[jax.Array],
+                  axis_name: Optional[str]) -> jax.Array:
+    """Final hidden states float32 [B, T, W] of the transformer ``model``."""
+    rngs = {"dropout": dropout_key(rng, axis_name)} if train and rng is not None else None
+    return model.apply({"params": params}, tokens, valid, train=train, return_hidden=True, rngs=rngs)
+
+
+def make_encode(model):
+    """``encode(params, state, tokens, mask) -> [B, W]``: mean-pooled encoder states."""
+    def encode(params, state, tokens, mask=None):
+        h = model.apply({"params": params["encoder"]}, jnp.asarray(tokens, jnp.int32), mask, train=False,
+                        return_hidden=True)
+        return mean_pool(h, mask)
+    return encode
+
+
+def encoder(config: ml_collections.ConfigDict, causal: bool = False):
+    """The transformer of ``config.model`` (bidirectional unless ``causal``)."""
+    return build_transformer(config, causal=causal)
