@@ -15,6 +15,27 @@ from sslx.train.step import ParallelStep, make_step_fn
 KNOWN_SIZES = {"digits": 8, "mnist": 28, "fashion_mnist": 28, "cifar10_subset": 32, "cifar10": 32}
 
 
+def time_steps(runner: ParallelStep, ts, batch, *, steps: int, repeats: int, warmup: int
+               ) -> tuple[list, float, dict]:
+    """Run one compiling step, ``warmup`` untimed steps, then ``repeats`` timed blocks of ``steps``
+    (``block_until_ready``) -> (seconds per step of each block, compile seconds, last metrics)."""
+    t0 = time.perf_counter()
+    ts, m = runner(ts, batch)
+    jax.block_until_ready((ts, m))
+    compile_s = time.perf_counter() - t0
+    for _ in range(warmup):
+        ts, m = runner(ts, batch)
+    jax.block_until_ready((ts, m))
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            ts, m = runner(ts, batch)
+        jax.block_until_ready((ts, m))
+        times.append((time.perf_counter() - t0) / steps)
+    return times, compile_s, m
+
+
 def benchmark_step(config: ml_collections.ConfigDict, *, steps: int = 10, repeats: int = 3, warmup: int = 2,
                    image_size: int = 0, channels: int = 0, augment: bool = True) -> dict:
     """Compile ``config``'s step, run ``warmup`` untimed steps, then time ``repeats`` blocks of ``steps``.
@@ -43,20 +64,7 @@ def benchmark_step(config: ml_collections.ConfigDict, *, steps: int = 10, repeat
                   "label": rng.integers(0, 10, (config.batch_size,), dtype=np.int32)}
     ts = runner.put_state(create_train_state(method, tx, jax.random.PRNGKey(0), host_batch))
     batch = runner.put_batch(host_batch)
-    t0 = time.perf_counter()
-    ts, m = runner(ts, batch)
-    jax.block_until_ready((ts, m))
-    compile_s = time.perf_counter() - t0
-    for _ in range(warmup):
-        ts, m = runner(ts, batch)
-    jax.block_until_ready((ts, m))
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            ts, m = runner(ts, batch)
-        jax.block_until_ready((ts, m))
-        times.append((time.perf_counter() - t0) / steps)
+    times, compile_s, m = time_steps(runner, ts, batch, steps=steps, repeats=repeats, warmup=warmup)
     best, med = min(times), float(np.median(times))
     dev = jax.devices()[0]
     return {

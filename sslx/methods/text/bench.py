@@ -1,14 +1,13 @@
 """Timing of a text objective's compiled train step on synthetic tokens (used by scripts/benchmark.py)."""
 from __future__ import annotations
 
-import time
-
 import jax
 import ml_collections
 import numpy as np
 
 from sslx.methods import get_method
 from sslx.train import ParallelStep, create_train_state, make_optimizer, make_step_fn
+from sslx.train.benchmark import time_steps
 
 
 def benchmark_text_config(config: ml_collections.ConfigDict, steps: int = 10, repeats: int = 3,
@@ -26,20 +25,7 @@ def benchmark_text_config(config: ml_collections.ConfigDict, steps: int = 10, re
         host["mask"] = np.ones((config.batch_size, seq), bool)
     ts = runner.put_state(create_train_state(method, tx, jax.random.PRNGKey(0), host))
     batch = runner.put_batch(host)
-    t0 = time.perf_counter()
-    ts, m = runner(ts, batch)
-    jax.block_until_ready((ts, m))
-    compile_s = time.perf_counter() - t0
-    for _ in range(warmup):
-        ts, m = runner(ts, batch)
-    jax.block_until_ready((ts, m))
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            ts, m = runner(ts, batch)
-        jax.block_until_ready((ts, m))
-        times.append((time.perf_counter() - t0) / steps)
+    times, compile_s, m = time_steps(runner, ts, batch, steps=steps, repeats=repeats, warmup=warmup)
     med = float(np.median(times))
     dev = jax.devices()[0]
     return {"method": config.method.name, "batch_size": config.batch_size, "seq_len": seq,

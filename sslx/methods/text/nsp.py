@@ -13,16 +13,13 @@ from __future__ import annotations
 
 from typing import Optional
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 
-from sslx import losses
 from sslx.augment.text_pairs import nsp_partner, pack_segments
 from sslx.methods.base import DATA_AXIS, Method, example_keys
-from sslx.methods.text.sentence import (check_window_batch, encoder, gather_global, hidden_states, make_encode,
-                                        special_ids)
+from sslx.methods.text.sentence import check_window_batch, gather_global, pair_classifier, special_ids
 
 
 def nsp_inputs(batch: dict, rng: jax.Array, ids: dict, positive_prob: float = 0.5,
@@ -49,27 +46,7 @@ def nsp(config: ml_collections.ConfigDict, axis_name: Optional[str] = DATA_AXIS,
         total_steps: Optional[int] = None) -> Method:
     """NSP as a :class:`Method` (``config.method.positive_prob``, default 0.5)."""
     del total_steps
-    model = encoder(config)
-    head = nn.Dense(2, name="nsp_head")
     ids = special_ids(config)
     pos_prob = float(config.method.get("positive_prob", 0.5))
-
-    def pairs(batch, rng):
-        return nsp_inputs(batch, rng, ids, pos_prob, axis_name)
-
-    def init(rng, batch):
-        sents, _, _ = check_window_batch(batch, "nsp", window=2)
-        k_enc, k_head = jax.random.split(rng)
-        t = 1 + 2 * (sents.shape[2] + 1)
-        enc = model.init(k_enc, jnp.zeros((1, t), jnp.int32))["params"]
-        return {"encoder": enc, "head": head.init(k_head, jnp.zeros((1, model.width)))["params"]}, {}
-
-    def loss_fn(params, state, batch, rng):
-        k_pair, k_drop = jax.random.split(rng)
-        tokens, valid, labels = pairs(batch, k_pair)
-        h = hidden_states(model, params["encoder"], tokens, valid, True, k_drop, axis_name)
-        logits = head.apply({"params": params["head"]}, h[:, 0])
-        loss, aux = losses.token_cross_entropy(logits, labels, None, axis_name)
-        return loss, (state, {"accuracy": aux["accuracy"], "positive_rate": jnp.mean(labels.astype(jnp.float32))})
-
-    return Method(name="nsp", init=init, loss_fn=loss_fn, encode=make_encode(model), axis_name=axis_name)
+    return pair_classifier(config, "nsp", lambda batch, rng: nsp_inputs(batch, rng, ids, pos_prob, axis_name),
+                           "positive_rate", axis_name)

@@ -93,3 +93,35 @@ def make_encode(model):
 def encoder(config: ml_collections.ConfigDict, causal: bool = False):
     """The transformer of ``config.model`` (bidirectional unless ``causal``)."""
     return build_transformer(config, causal=causal)
+
+
+def pair_classifier(config: ml_collections.ConfigDict, name: str, pairs, rate_metric: str,
+                    axis_name: Optional[str]):
+    """A :class:`Method` classifying a packed sentence pair from its [CLS] state (NSP, SOP).
+
+    ``pairs(batch, rng) -> (tokens [B, 2S+3], valid, labels [B])`` builds the pairs inside the
+    step; the loss is 2-way cross-entropy of a linear head; ``rate_metric`` logs the rate of label 1.
+    """
+    import flax.linen as nn
+
+    from sslx import losses
+    from sslx.methods.base import Method
+    model = encoder(config)
+    head = nn.Dense(2, name=f"{name}_head")
+
+    def init(rng, batch):
+        sents, _, _ = check_window_batch(batch, name, window=2)
+        k_enc, k_head = jax.random.split(rng)
+        t = 1 + 2 * (sents.shape[2] + 1)
+        enc = model.init(k_enc, jnp.zeros((1, t), jnp.int32))["params"]
+        return {"encoder": enc, "head": head.init(k_head, jnp.zeros((1, model.width)))["params"]}, {}
+
+    def loss_fn(params, state, batch, rng):
+        k_pair, k_drop = jax.random.split(rng)
+        tokens, valid, labels = pairs(batch, k_pair)
+        h = hidden_states(model, params["encoder"], tokens, valid, True, k_drop, axis_name)
+        logits = head.apply({"params": params["head"]}, h[:, 0])
+        loss, aux = losses.token_cross_entropy(logits, labels, None, axis_name)
+        return loss, (state, {"accuracy": aux["accuracy"], rate_metric: jnp.mean(labels.astype(jnp.float32))})
+
+    return Method(name=name, init=init, loss_fn=loss_fn, encode=make_encode(model), axis_name=axis_name)

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 from typing import Optional
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 
-from sslx import losses
 from sslx.augment.text_pairs import pack_segments, sop_order
 from sslx.methods.base import DATA_AXIS, Method, example_keys
-from sslx.methods.text.sentence import check_window_batch, encoder, hidden_states, make_encode, special_ids
+from sslx.methods.text.sentence import check_window_batch, pair_classifier, special_ids
 
 
 def sop_inputs(batch: dict, rng: jax.Array, ids: dict, swap_prob: float = 0.5,
@@ -38,27 +36,7 @@ def sop(config: ml_collections.ConfigDict, axis_name: Optional[str] = DATA_AXIS,
         total_steps: Optional[int] = None) -> Method:
     """SOP as a :class:`Method` (``config.method.swap_prob``, default 0.5)."""
     del total_steps
-    model = encoder(config)
-    head = nn.Dense(2, name="sop_head")
     ids = special_ids(config)
     swap_prob = float(config.method.get("swap_prob", 0.5))
-
-    def pairs(batch, rng):
-        return sop_inputs(batch, rng, ids, swap_prob, axis_name)
-
-    def init(rng, batch):
-        sents, _, _ = check_window_batch(batch, "sop", window=2)
-        k_enc, k_head = jax.random.split(rng)
-        t = 1 + 2 * (sents.shape[2] + 1)
-        enc = model.init(k_enc, jnp.zeros((1, t), jnp.int32))["params"]
-        return {"encoder": enc, "head": head.init(k_head, jnp.zeros((1, model.width)))["params"]}, {}
-
-    def loss_fn(params, state, batch, rng):
-        k_pair, k_drop = jax.random.split(rng)
-        tokens, valid, labels = pairs(batch, k_pair)
-        h = hidden_states(model, params["encoder"], tokens, valid, True, k_drop, axis_name)
-        logits = head.apply({"params": params["head"]}, h[:, 0])
-        loss, aux = losses.token_cross_entropy(logits, labels, None, axis_name)
-        return loss, (state, {"accuracy": aux["accuracy"], "in_order_rate": jnp.mean(labels.astype(jnp.float32))})
-
-    return Method(name="sop", init=init, loss_fn=loss_fn, encode=make_encode(model), axis_name=axis_name)
+    return pair_classifier(config, "sop", lambda batch, rng: sop_inputs(batch, rng, ids, swap_prob, axis_name),
+                           "in_order_rate", axis_name)
