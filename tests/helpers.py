@@ -98,3 +98,18 @@ def assert_learns(rows, key: str = "loss", margin: float = 0.05, window: int = 5
     """The mean of the last ``window`` values of ``key`` is below the first ``window``'s by ``margin``."""
     vals = [r[key] for r in rows]
     assert np.mean(vals[-window:]) < np.mean(vals[:window]) - margin, vals
+
+
+def assert_node_permutation_equivariant(encode, graph, dim: int, seed: int = 0):
+    """Relabel ``graph``'s nodes by a random permutation: node embeddings [N, dim] must permute
+    with them (full-graph node encoders may not depend on node order)."""
+    import chex
+
+    from sslx.data.graph import to_graphs_tuple
+    n = graph.nodes.shape[0]
+    p = np.random.default_rng(seed).permutation(n)
+    inv = np.argsort(p)  # node i of the old graph is node inv[i] of the new one
+    permuted = to_graphs_tuple(np.asarray(graph.nodes)[p], inv[graph.senders], inv[graph.receivers])
+    e, ep = np.asarray(encode(graph)), np.asarray(encode(permuted))
+    chex.assert_shape(e, (n, dim))
+    np.testing.assert_allclose(ep, e[p], rtol=1e-4, atol=1e-5)

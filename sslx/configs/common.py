@@ -151,3 +151,35 @@ def apply_dataset_preset(c: ml_collections.ConfigDict, arg: str) -> ml_collectio
     else:
         raise ValueError(f"dataset preset {arg!r} is unknown; use one of {', '.join(DATASET_PRESETS)}.")
     return c
+
+
+def node_level_config(method: str, dataset: str, *, features=(512,), lr: float = 1e-3, weight_decay: float = 0.0,
+                      max_epochs: int, patience: int = 20) -> ml_collections.ConfigDict:
+    """The block every full-graph node-level objective shares (DGI's transductive protocol).
+
+    One Planetoid graph per step (``batch_size`` 1) with row-normalised features, a GCN with
+    widths ``features``, constant-rate Adam(W) at ``lr``, at most ``max_epochs`` full-graph
+    epochs with early stopping on the training loss after ``patience`` epochs without
+    improvement (0: none); probe: logistic regression (Adam lr 0.01, 100 epochs, no weight
+    decay) on the public train nodes, 50 runs. Each config then sets its own method keys.
+    """
+    c = base_config()
+    c.method.name = method
+    del c.method.temperature
+    c.dataset.name = dataset
+    c.dataset.normalize_features = True
+    c.batch_size = 1  # one full graph per step
+    c.model.encoder = "gcn"
+    c.model.features = tuple(features)
+    c.optimizer.name = "adamw"
+    c.optimizer.lr = lr
+    c.optimizer.weight_decay = weight_decay
+    c.optimizer.schedule = "constant"
+    c.optimizer.warmup_steps = 0
+    c.train.max_epochs = max_epochs
+    c.train.patience = patience
+    c.eval.probe_runs = 50
+    c.eval.probe_epochs = 100
+    c.eval.probe_lr = 0.01
+    c.eval.probe_weight_decay = 0.0
+    return c

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from sslx.configs.common import base_config
+from sslx.configs.common import node_level_config
 
 _FEATURES = {"cora": (512, 512), "citeseer": (512,)}
 
@@ -19,28 +19,10 @@ def get_config(arg: str = "cora") -> ml_collections.ConfigDict:
     arg = arg or "cora"
     if arg not in _FEATURES:
         raise ValueError(f"gmi config arg {arg!r} is unknown; use one of {', '.join(_FEATURES)}.")
-    c = base_config()
-    c.method.name = "gmi"
-    del c.method.temperature
+    c = node_level_config("gmi", arg, features=_FEATURES[arg], lr=1e-3, max_epochs=550, patience=20)
     c.method.alpha = 0.8
     c.method.beta = 1.0
     c.method.gamma = 1.0
     c.method.num_negatives = 5
     c.method.edge_negative_samples = 16  # 0: the dense N x N edge term of the paper
-    c.dataset.name = arg
-    c.dataset.normalize_features = True
-    c.batch_size = 1
-    c.model.encoder = "gcn"
-    c.model.features = _FEATURES[arg]
-    c.optimizer.name = "adamw"
-    c.optimizer.lr = 1e-3
-    c.optimizer.weight_decay = 0.0
-    c.optimizer.schedule = "constant"
-    c.optimizer.warmup_steps = 0
-    c.train.max_epochs = 550
-    c.train.patience = 20
-    c.eval.probe_runs = 50
-    c.eval.probe_epochs = 100
-    c.eval.probe_lr = 0.01
-    c.eval.probe_weight_decay = 0.0
     return c

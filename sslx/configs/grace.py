@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from sslx.configs.common import base_config
+from sslx.configs.common import node_level_config
 
 _SETTINGS = {
     "cora": dict(lr=5e-4, out=128, proj=128, act="relu", pe=(0.2, 0.4), pf=(0.3, 0.4), tau=0.4, epochs=200),
@@ -29,30 +29,14 @@ def get_config(arg: str = "cora") -> ml_collections.ConfigDict:
     if arg not in _SETTINGS:
         raise ValueError(f"grace config arg {arg!r} is unknown; use one of {', '.join(_SETTINGS)}.")
     s = _SETTINGS[arg]
-    c = base_config()
-    c.method.name = "grace"
+    c = node_level_config("grace", arg, features=(2 * s["out"], s["out"]), lr=s["lr"], weight_decay=1e-5,
+                          max_epochs=s["epochs"], patience=0)
     c.method.temperature = s["tau"]
     c.method.drop_edge = s["pe"]
     c.method.drop_feature = s["pf"]
-    c.dataset.name = arg
-    c.dataset.normalize_features = True
-    c.batch_size = 1
-    c.model.encoder = "gcn"
-    c.model.features = (2 * s["out"], s["out"])
     c.model.activation = s["act"]
     del c.model.proj_hidden, c.model.proj_dim
     c.model.proj_hidden = s["proj"]  # one hidden width; the projection ends at the embedding width
-    c.optimizer.name = "adamw"
-    c.optimizer.lr = s["lr"]
-    c.optimizer.weight_decay = 1e-5
-    c.optimizer.schedule = "constant"
-    c.optimizer.warmup_steps = 0
-    c.train.max_epochs = s["epochs"]
-    c.train.patience = 0
     c.train.keep_best = False
-    c.eval.probe_runs = 50
-    c.eval.probe_epochs = 100
-    c.eval.probe_lr = 0.01
-    c.eval.probe_weight_decay = 0.0
     c.eval.probe_l2_normalize = True  # GRACE's evaluation L2-normalises the embeddings
     return c

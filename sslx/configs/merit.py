@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from sslx.configs.common import base_config
+from sslx.configs.common import node_level_config
 
 _SETTINGS = {"cora": dict(beta=0.6, pf=(0.3, 0.3)), "citeseer": dict(beta=0.8, pf=(0.3, 0.3))}
 
@@ -23,9 +23,7 @@ def get_config(arg: str = "cora") -> ml_collections.ConfigDict:
     if arg not in _SETTINGS:
         raise ValueError(f"merit config arg {arg!r} is unknown; use one of {', '.join(_SETTINGS)}.")
     s = _SETTINGS[arg]
-    c = base_config()
-    c.method.name = "merit"
-    del c.method.temperature
+    c = node_level_config("merit", arg, features=(512,), lr=3e-4, max_epochs=300, patience=0)
     c.method.beta = s["beta"]
     c.method.momentum = 0.8
     c.method.alpha = 0.2
@@ -34,24 +32,8 @@ def get_config(arg: str = "cora") -> ml_collections.ConfigDict:
     c.method.loss_nodes = 1024  # 0: contrast all nodes
     c.method.drop_feature_1 = s["pf"][0]
     c.method.drop_feature_2 = s["pf"][1]
-    c.dataset.name = arg
-    c.dataset.normalize_features = True
-    c.batch_size = 1
-    c.model.encoder = "gcn"
-    c.model.features = (512,)
     del c.model.proj_hidden
     c.model.proj_hidden = 512
     c.model.proj_dim = 512
-    c.optimizer.name = "adamw"
-    c.optimizer.lr = 3e-4
-    c.optimizer.weight_decay = 0.0
-    c.optimizer.schedule = "constant"
-    c.optimizer.warmup_steps = 0
-    c.train.max_epochs = 300
-    c.train.patience = 0
     c.train.keep_best = False
-    c.eval.probe_runs = 50
-    c.eval.probe_epochs = 100
-    c.eval.probe_lr = 0.01
-    c.eval.probe_weight_decay = 0.0
     return c

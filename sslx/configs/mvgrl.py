@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from sslx.configs.common import base_config
+from sslx.configs.common import node_level_config
 
 DATASETS = ("cora", "citeseer")
 
@@ -21,25 +21,7 @@ def get_config(arg: str = "cora") -> ml_collections.ConfigDict:
     arg = arg or "cora"
     if arg not in DATASETS:
         raise ValueError(f"mvgrl config arg {arg!r} is unknown; use one of {', '.join(DATASETS)}.")
-    c = base_config()
-    c.method.name = "mvgrl"
-    del c.method.temperature
+    c = node_level_config("mvgrl", arg, features=(512,), lr=1e-3, max_epochs=3000, patience=20)
     c.method.alpha = 0.2
     c.method.diffusion_topk = 64
-    c.dataset.name = arg
-    c.dataset.normalize_features = True
-    c.batch_size = 1
-    c.model.encoder = "gcn"
-    c.model.features = (512,)
-    c.optimizer.name = "adamw"
-    c.optimizer.lr = 1e-3
-    c.optimizer.weight_decay = 0.0
-    c.optimizer.schedule = "constant"
-    c.optimizer.warmup_steps = 0
-    c.train.max_epochs = 3000
-    c.train.patience = 20
-    c.eval.probe_runs = 50
-    c.eval.probe_epochs = 100
-    c.eval.probe_lr = 0.01
-    c.eval.probe_weight_decay = 0.0
     return c
