@@ -281,7 +281,7 @@ def node_table(rows: list[dict]) -> list[str]:
 
 def graph_level_table(rows: list[dict]) -> list[str]:
     lines = ["## Graph classification, unsupervised (InfoGraph protocol)", "",
-             f"Every graph of the dataset used for training (no labels); frozen graph embeddings; 10-fold stratified "
+             "Every graph of the dataset used for training (no labels); frozen graph embeddings; 10-fold stratified "
              f"CV of an SVM, C from inner 5-fold CV over {{1e-3, ..., 1e3}}, averaged over the fold splits; accuracy "
              "(%) mean ± std over seeds. The final parameters are evaluated (no epoch selection). 'random init': "
              "the same encoder untrained, same protocol.", "",

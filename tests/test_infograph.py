@@ -13,9 +13,9 @@ from sslx.data.graph import GraphDataset
 from sslx.data.graph_batch import dataset_budget, epoch_batches, make_graph_batch, split_for_devices, unflatten
 from sslx.eval.graph_level import svm_cross_validation
 from sslx.methods import get_method
-from sslx.methods.graph.infograph import embed_dataset, infograph_loss, load_graph_dataset, train_infograph
-from sslx.models.gnn import graph_ids
+from sslx.methods.graph.infograph import infograph_loss
 from sslx.train import ParallelStep, create_train_state, make_optimizer, make_step_fn
+from sslx.train.graph_level import embed_dataset, load_graph_dataset, train_graph_level
 
 from helpers import tiny_training
 
@@ -251,27 +251,9 @@ def test_short_training_on_mutag(shared_data):
     c.train.num_epochs = 6
     ds = load_graph_dataset(c, shared_data / "graph")
     assert len(ds) == 188
-    out = train_infograph(c, ds, devices=jax.devices()[:2], seed=0)
+    out = train_graph_level(c, ds, devices=jax.devices()[:2], seed=0)
     assert out["steps"] == 6 * 2
     assert np.mean(out["losses"][-2:]) < np.mean(out["losses"][:2]) - 1.0, out["losses"]
     x, y = embed_dataset(get_method(c, axis_name=None), out["params"], out["state"], ds)
     chex.assert_shape(x, (188, 32))
     assert np.all(np.isfinite(x))
-
-
-def test_reproduce_script_smoke(shared_data, tmp_path, monkeypatch, capsys):
-    import importlib.util
-    from pathlib import Path
-    path = Path(__file__).resolve().parents[1] / "scripts" / "reproduce_graph_level.py"
-    spec = importlib.util.spec_from_file_location("reproduce_graph_level", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    out = tmp_path / "table.md"
-    rc = mod.main(["--datasets", "mutag", "--seeds", "0", "--cv-repeats", "1", "--kernel", "linear",
-                   "--data-dir", str(shared_data / "graph"), "--out", str(out), "--set", "model.num_layers=1",
-                   "model.hidden=8", "train.num_epochs=1", "eval.folds=3", "eval.inner_folds=2"])
-    assert rc == 0
-    table = out.read_text()
-    assert "| MUTAG |" in table and "89.01" in table
-    with pytest.raises(ValueError, match="unknown config key"):
-        mod.apply_sets(infograph_cfg.get_config("mutag"), ["model.nope=1"])

@@ -48,3 +48,38 @@ def test_bad_flags_are_named(tmp_path, bad, message):
     proc = _run("--tables=node", "--node=dgi:cora", "--seeds=0", f"--data_dir={tmp_path}", "--out=",
                 f"--records={tmp_path / 'r.jsonl'}", *bad)
     assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-1500:]
+
+
+def test_graph_level_table_with_random_init_baseline(shared_data, tmp_path):
+    md, rec = tmp_path / "table.md", tmp_path / "rows.jsonl"
+    sets = ["model.num_layers=1", "model.hidden=8", "train.num_epochs=1", "eval.folds=3", "eval.inner_folds=2",
+            "eval.kernel='linear'"]
+    proc = _run("--tables=graph_level", "--graph_level=infograph:mutag", "--seeds=0", "--cv_repeats=1",
+                f"--data_dir={shared_data / 'graph'}", f"--out={md}", f"--records={rec}",
+                *[f"--set=infograph/{s}" for s in sets])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (row,) = [json.loads(line) for line in rec.read_text().splitlines()]
+    res = row["result"]
+    assert res["dataset"] == "MUTAG" and 50 < res["acc"] <= 100 and 50 < res["random_acc"] <= 100
+    assert res["epochs"] == 1 and res["steps"] == 2  # 188 graphs, batch 128
+    assert "| MUTAG | 1 |" in md.read_text() and "89.01" in md.read_text()
+
+
+def test_train_graph_level_returns_the_untrained_encoder(tmp_path):
+    import jax
+    import numpy as np
+
+    from sslx.configs import infograph as infograph_cfg
+    from sslx.train.graph_level import train_graph_level
+    from tests.test_infograph import random_graph_dataset
+
+    c = infograph_cfg.get_config("mutag")
+    c.model.num_layers, c.model.hidden, c.batch_size, c.train.num_epochs = 1, 8, 4, 1
+    ds = random_graph_dataset(8, seed=0)
+    c.dataset.name = ds.name
+    out = train_graph_level(c, ds, devices=jax.devices()[:1], seed=3)
+    again = train_graph_level(c, ds, devices=jax.devices()[:1], seed=3)
+    jax.tree.map(np.testing.assert_array_equal, out["init_params"], again["init_params"])
+    moved = jax.tree.leaves(jax.tree.map(lambda a, b: float(np.abs(np.asarray(a) - np.asarray(b)).max()),
+                                         out["init_params"], out["params"]))
+    assert max(moved) > 0  # trained parameters differ from the returned initial ones

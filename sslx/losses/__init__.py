@@ -25,3 +25,8 @@ __all__ += ["token_cross_entropy"]
 from sslx.losses.word2vec import negative_sampling_loss  # noqa: E402
 
 __all__ += ["negative_sampling_loss"]
+from sslx.losses.graph_proto import (graphlog_graph_nce, graphlog_node_nce, hierarchical_kmeans,  # noqa: E402
+                                     hierarchical_proto_nce, spherical_kmeans)
+
+__all__ += ["graphlog_graph_nce", "graphlog_node_nce", "hierarchical_kmeans", "hierarchical_proto_nce",
+            "spherical_kmeans"]

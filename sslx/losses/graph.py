@@ -6,6 +6,10 @@
 * :func:`jsd_mi` -- the Jensen-Shannon mutual-information estimator in its softplus form
   (Hjelm et al. 2019; InfoGraph, GMI): ``E_P[log 2 - softplus(-T)] - E_N[softplus(T) - log 2]``.
 * :func:`grace_loss` -- GRACE's symmetric InfoNCE with inter- and intra-view negatives.
+* :func:`masked_cross_entropy` -- softmax cross-entropy averaged over the nodes a mask selects
+  (the semi-supervised GCN's loss on the train nodes; the self-supervised GCN's pseudo-label tasks).
+* :func:`masked_feature_regression` -- the self-supervised GCN's graph completion: squared error of
+  the predicted features of the masked nodes, relative to their squared norm.
 
 Masks exclude padding entries: a padded input with its mask gives the same value as the
 unpadded input.
@@ -20,7 +24,7 @@ import jax.numpy as jnp
 
 from sslx.losses.contrastive import l2_normalize
 
-__all__ = ["dgi_bce", "grace_loss", "jsd_mi"]
+__all__ = ["dgi_bce", "grace_loss", "jsd_mi", "masked_cross_entropy", "masked_feature_regression"]
 
 _LOG2 = math.log(2.0)
 
@@ -93,15 +97,56 @@ def grace_loss(z1: jax.Array, z2: jax.Array, temperature: float, mask: Optional[
     eye = jnp.eye(n, dtype=bool)
     neg_inf = jnp.asarray(-jnp.inf, z1.dtype)
 
-    def one_side(a, b):
-        inter = a @ b.T / temperature                            # [N, N], diagonal = positives
-        intra = a @ a.T / temperature
-        inter = jnp.where(m[None, :], inter, neg_inf)
-        intra = jnp.where(m[None, :] & ~eye, intra, neg_inf)
-        logits = jnp.concatenate([inter, intra], axis=1)
-        pos = jnp.sum(a * b, axis=-1) / temperature
-        return jax.nn.logsumexp(logits, axis=1) - pos
+    # one inter-view product serves both directions (view 2's anchors read its transpose)
+    inter = h1 @ h2.T / temperature                              # [N, N], diagonal = positives
+    pos = jnp.diagonal(inter)
 
-    per_node = 0.5 * (one_side(h1, h2) + one_side(h2, h1))
+    def one_side(inter_a, a):
+        intra = a @ a.T / temperature
+        inter_a = jnp.where(m[None, :], inter_a, neg_inf)
+        intra = jnp.where(m[None, :] & ~eye, intra, neg_inf)
+        return jax.nn.logsumexp(jnp.concatenate([inter_a, intra], axis=1), axis=1) - pos
+
+    per_node = 0.5 * (one_side(inter, h1) + one_side(inter.T, h2))
     per_node = jnp.where(m, per_node, 0.0)  # padding anchors
     return _masked_mean(per_node, m), {}
+
+
+def masked_cross_entropy(logits: jax.Array, labels: jax.Array, mask: jax.Array) -> tuple[jax.Array, dict]:
+    """Mean of ``-log softmax(logits_i)[labels_i]`` over the nodes with ``mask_i`` set.
+
+    logits ``[N, K]``, labels int ``[N]`` (entries outside the mask are ignored and may be
+    anything, e.g. -1), mask bool ``[N]``. An empty mask gives 0. Aux: ``accuracy`` over the
+    masked nodes (no gradient).
+    """
+    if logits.ndim != 2 or labels.shape != logits.shape[:1] or mask.shape != logits.shape[:1]:
+        raise ValueError(f"masked_cross_entropy expects logits [N, K], labels [N], mask [N]; got "
+                         f"{logits.shape}, {labels.shape}, {mask.shape}.")
+    m = mask.astype(bool)
+    safe = jnp.where(m, labels, 0).astype(jnp.int32)
+    logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    nll = -jnp.take_along_axis(logp, safe[:, None], axis=-1)[:, 0]
+    hit = (jnp.argmax(logits, axis=-1) == safe).astype(logits.dtype)
+    return _masked_mean(nll, m), {"accuracy": jax.lax.stop_gradient(_masked_mean(hit, m))}
+
+
+def masked_feature_regression(pred: jax.Array, target: jax.Array, mask: jax.Array) -> tuple[jax.Array, dict]:
+    """Relative squared error of the masked rows: ``sum_{i in M} ||pred_i - target_i||^2 /
+    sum_{i in M} ||target_i||^2`` (``M``: the rows with ``mask_i`` set).
+
+    pred, target ``[N, F]``; mask bool ``[N]``. Predicting 0 gives 1, so the value does not
+    depend on the scale of the features (row-normalised bag-of-words rows have a squared norm
+    of ~1 / #words). Rows outside the mask do not count. An empty mask (or all-zero masked
+    targets) divides by 1e-12 instead of 0. Aux: ``mse`` (mean over masked rows of the
+    squared error summed over features).
+    """
+    if pred.shape != target.shape or pred.ndim != 2 or mask.shape != pred.shape[:1]:
+        raise ValueError(f"masked_feature_regression expects pred, target [N, F] and mask [N]; got "
+                         f"{pred.shape}, {target.shape}, {mask.shape}.")
+    m = mask.astype(bool)[:, None]
+    err = jnp.sum(jnp.where(m, (pred - target) ** 2, 0), axis=1)
+    energy = jnp.sum(jnp.where(m, target ** 2, 0))
+    loss = jnp.sum(err) / jnp.maximum(energy, 1e-12)
+    count = jnp.maximum(jnp.sum(m.astype(err.dtype)), 1.0)
+    return loss, {"mse": jax.lax.stop_gradient(jnp.sum(err) / count)}

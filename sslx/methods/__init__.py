@@ -11,9 +11,12 @@ from sslx.methods.image.relative_patch import relative_patch
 from sslx.methods.image.rotation import rotation
 from sslx.methods.graph import dgi, grace
 from sslx.methods.graph.infograph import infograph
+from sslx.methods.graph.gcc import gcc
+from sslx.methods.graph.graphlog import graphlog
 from sslx.methods.graph.gmi import gmi
 from sslx.methods.graph.merit import merit
 from sslx.methods.graph.mvgrl import mvgrl
+from sslx.methods.graph.ssgcn import ssgcn
 from sslx.methods.text import gpt, mlm
 from sslx.methods import text as _text
 from sslx.methods.text.word2vec import cbow as _cbow, skipgram as _skipgram
@@ -23,6 +26,9 @@ _REGISTRY: dict[str, Callable[..., Method]] = {
     "context_encoder": context_encoder,
     "rotation": rotation, "relative_patch": relative_patch,
     "dgi": dgi, "grace": grace, "infograph": infograph, "mvgrl": mvgrl, "gmi": gmi, "merit": merit,
+    "graphlog": graphlog,
+    "gcc": gcc,
+    "ssgcn": ssgcn,
     "gpt": gpt, "mlm": mlm,
     "nsp": _text.nsp, "sop": _text.sop, "word_order": _text.word_order, "sentence_order": _text.sentence_order,
     "masked_sentence": _text.masked_sentence, "neighbor_sentence": _text.neighbor_sentence,
