@@ -215,8 +215,9 @@ RUNNERS = {"node": run_node, "graph_level": run_graph_level, "transfer": run_tra
 
 
 def record_key(table: str, method: str, dataset: str, seed: int) -> dict:
+    config_name = "ssgcn" if table == "semi" else method  # the semi table's "method" is ssgcn's task
     return {"table": table, "method": method, "dataset": dataset, "seed": seed,
-            "overrides": sorted(overrides_for(method))}
+            "overrides": sorted(overrides_for(config_name))}
 
 
 def read_records(path: str) -> list[dict]:

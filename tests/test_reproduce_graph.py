@@ -83,3 +83,17 @@ def test_train_graph_level_returns_the_untrained_encoder(tmp_path):
     moved = jax.tree.leaves(jax.tree.map(lambda a, b: float(np.abs(np.asarray(a) - np.asarray(b)).max()),
                                          out["init_params"], out["params"]))
     assert max(moved) > 0  # trained parameters differ from the returned initial ones
+
+
+def test_semi_table_plain_gcn_vs_partitioning(tmp_path):
+    _write_planetoid(tmp_path / "cora")
+    md, rec = tmp_path / "table.md", tmp_path / "rows.jsonl"
+    proc = _run("--tables=semi", "--semi=none:cora,partitioning:cora", "--semi_seeds=2", f"--data_dir={tmp_path}",
+                f"--out={md}", f"--records={rec}", "--set=ssgcn/method.num_parts=2", "--set=ssgcn/train.max_epochs=3")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [json.loads(line) for line in rec.read_text().splitlines()]
+    assert sorted((r["method"], r["seed"]) for r in rows) == [("none", 0), ("none", 1), ("partitioning", 0),
+                                                             ("partitioning", 1)]
+    assert all(r["result"]["epochs"] <= 3 and 0 <= r["result"]["test_acc"] <= 100 for r in rows)
+    table = md.read_text()
+    assert "| none (method.num_parts=2, train.max_epochs=3) | cora | 2 |" in table and "81.0 (GCN)" in table
