@@ -214,10 +214,30 @@ RUNNERS = {"node": run_node, "graph_level": run_graph_level, "transfer": run_tra
 # ------------------------------------------------------------------------------------- records
 
 
+def resolved_config(table: str, method: str, dataset: str, overrides):
+    """The config of one run: its config file's arg with ``overrides`` applied."""
+    if table == "semi":  # the semi table's "method" is ssgcn's auxiliary task
+        name, arg = "ssgcn", f"{dataset}-{method}"
+    else:
+        name, arg = method, dataset
+    return apply_overrides(importlib.import_module(f"sslx.configs.{name}").get_config(arg), list(overrides))
+
+
+def config_hash(config) -> str:
+    import hashlib
+    return hashlib.sha1(config.to_json(sort_keys=True).encode()).hexdigest()[:12]
+
+
 def record_key(table: str, method: str, dataset: str, seed: int) -> dict:
-    config_name = "ssgcn" if table == "semi" else method  # the semi table's "method" is ssgcn's task
-    return {"table": table, "method": method, "dataset": dataset, "seed": seed,
-            "overrides": sorted(overrides_for(config_name))}
+    """What identifies a run: a recorded row is reused only when all of it matches, including the
+    hash of the resolved config (so a row made before a config file changed is not taken for the
+    new setting; it stays in the records but leaves the tables)."""
+    overrides = sorted(overrides_for("ssgcn" if table == "semi" else method))
+    return {"table": table, "method": method, "dataset": dataset, "seed": seed, "overrides": overrides,
+            "config": config_hash(resolved_config(table, method, dataset, overrides))}
+
+
+KEY_FIELDS = ("table", "method", "dataset", "seed", "overrides", "config")
 
 
 def read_records(path: str) -> list[dict]:
@@ -238,8 +258,24 @@ def latest(rows: list[dict]) -> list[dict]:
     """The last row of each key (a rerun replaces the earlier row)."""
     out = {}
     for r in rows:
-        out[json.dumps({k: r[k] for k in ("table", "method", "dataset", "seed", "overrides")}, sort_keys=True)] = r
+        out[json.dumps({k: r.get(k) for k in KEY_FIELDS}, sort_keys=True)] = r
     return list(out.values())
+
+
+def current(rows: list[dict]) -> list[dict]:
+    """The rows made with the config their (table, method, dataset, overrides) resolves to today."""
+    cache: dict = {}
+    out = []
+    for r in rows:
+        k = (r["table"], r["method"], r["dataset"], tuple(r["overrides"]))
+        if k not in cache:
+            try:
+                cache[k] = config_hash(resolved_config(*k))
+            except (ValueError, KeyError, ImportError):  # the config file or arg no longer exists
+                cache[k] = None
+        if r.get("config") == cache[k]:
+            out.append(r)
+    return out
 
 
 # -------------------------------------------------------------------------------------- tables
@@ -283,7 +319,7 @@ def node_table(rows: list[dict]) -> list[str]:
 def graph_level_table(rows: list[dict]) -> list[str]:
     lines = ["## Graph classification, unsupervised (InfoGraph protocol)", "",
              "Every graph of the dataset used for training (no labels); frozen graph embeddings; 10-fold stratified "
-             f"CV of an SVM, C from inner 5-fold CV over {{1e-3, ..., 1e3}}, averaged over the fold splits; accuracy "
+             "CV of an SVM, C from inner 5-fold CV over {1e-3, ..., 1e3}, averaged over the fold splits; accuracy "
              "(%) mean ± std over seeds. The final parameters are evaluated (no epoch selection). 'random init': "
              "the same encoder untrained, same protocol.", "",
              "| method | dataset | seeds | accuracy | random init | paper | epochs | train s / seed | eval s / seed "
@@ -371,8 +407,7 @@ def main(argv):
     bad = [t for t in _TABLES.value if t not in TABLES]
     if bad:
         raise ValueError(f"--tables {bad}: unknown; choose from {', '.join(TABLES)}.")
-    done = {json.dumps(record_key(r["table"], r["method"], r["dataset"], r["seed"]) | {"overrides": r["overrides"]},
-                       sort_keys=True) for r in read_records(_RECORDS.value)}
+    done = {json.dumps({k: r.get(k) for k in KEY_FIELDS}, sort_keys=True) for r in read_records(_RECORDS.value)}
     t_start = time.perf_counter()
     for table, method, dataset, seed in planned_runs():
         key = record_key(table, method, dataset, seed)
@@ -386,7 +421,7 @@ def main(argv):
                "date": f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M}"}
         append_record(_RECORDS.value, row)
         print(json.dumps(row), flush=True)
-    rows = [r for r in latest(read_records(_RECORDS.value)) if r["table"] in _TABLES.value]
+    rows = [r for r in current(latest(read_records(_RECORDS.value))) if r["table"] in _TABLES.value]
     if _OUT.value:
         write_markdown(_OUT.value, rows, [t for t in TABLES if t in _TABLES.value])
         print(f"wrote {_OUT.value} ({time.perf_counter() - t_start:.0f} s)")

@@ -7,7 +7,6 @@ Resumes automatically from the latest checkpoint in --workdir.
 """
 from __future__ import annotations
 
-import logging
 import os
 import sys
 

@@ -8,8 +8,6 @@ import time
 from pathlib import Path
 
 import chex
-import jax
-import numpy as np
 import pytest
 
 from sslx.checkpoint import CheckpointMismatchError, Checkpointer

@@ -13,7 +13,9 @@ from sslx.data.graph import pad_graph
 from sslx.eval.node import node_probe
 from sslx.losses import grace_loss
 from sslx.methods import get_method
-from sslx.methods.graph.grace import drop_edges, mask_features
+from sslx.augment.graph_views import sparse_features
+from sslx.methods.graph.grace import drop_edges, gcn_forward, mask_features
+from sslx.models.gnn import GCN
 from sslx.train import make_optimizer
 from sslx.train.graph import fit_full_graph
 from tests.test_dgi import sbm_graph
@@ -70,6 +72,35 @@ def test_views_drop_edges_and_feature_columns():
     np.testing.assert_array_equal(np.asarray(xm) == 0, np.broadcast_to(cols, (50, 400)))  # same columns for all nodes
 
 
+@pytest.mark.parametrize("activation", ["relu", "prelu"])
+def test_gcn_forward_matches_gcn_and_sparse_first_layer(activation):
+    g, _ = sbm_graph()
+    x = np.asarray(g.nodes, np.float32) * (np.random.default_rng(0).random(g.nodes.shape) < 0.3)  # sparse rows
+    gcn = GCN((16, 8), activation=activation)
+    params = gcn.init(jax.random.PRNGKey(0), jnp.asarray(x), g.senders, g.receivers)["params"]
+    if activation == "prelu":  # distinct slopes per layer, so a swapped layer would show
+        params = {**params, "PReLU_0": {"negative_slope": jnp.asarray(0.1)},
+                  "PReLU_1": {"negative_slope": jnp.asarray(0.4)}}
+    keep = drop_edges(jax.random.PRNGKey(1), g.senders.shape[0], 0.3)
+    want = gcn.apply({"params": params}, jnp.asarray(x), g.senders, g.receivers, keep)
+    xs = jax.tree.map(jnp.asarray, sparse_features(x))
+    for sp in (None, xs):
+        got = gcn_forward(params, (16, 8), activation, jnp.asarray(x), g.senders, g.receivers, keep, sp)
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-6)
+
+
+def test_grace_loss_with_sparse_features_equals_dense():
+    g, _ = sbm_graph()
+    m = get_method(tiny_grace_config())  # with edge dropping and feature masking
+    params, state = m.init(jax.random.PRNGKey(0), {"graph": g})
+    xs = jax.tree.map(jnp.asarray, sparse_features(np.asarray(g.nodes)))
+    for i in range(2):
+        key = jax.random.PRNGKey(10 + i)
+        dense = m.loss_fn(params, state, {"graph": g}, key)[0]
+        sparse = m.loss_fn(params, state, {"graph": g, "x_sparse": xs}, key)[0]
+        np.testing.assert_allclose(float(sparse), float(dense), rtol=1e-5)
+
+
 def tiny_grace_config(**method):
     c = grace_cfg.get_config("cora")
     c.model.features = (16, 8)
@@ -120,6 +151,7 @@ def test_short_grace_run_learns_communities():
 def test_grace_configs():
     cora, cite = grace_cfg.get_config("cora"), grace_cfg.get_config("citeseer")
     assert tuple(cora.model.features) == (256, 128) and cora.method.temperature == 0.4
+    assert cora.train.max_epochs == 300 and cite.train.max_epochs == 200  # cora: chosen on validation accuracy
     assert tuple(cora.method.drop_edge) == (0.2, 0.4) and tuple(cora.method.drop_feature) == (0.3, 0.4)
     assert tuple(cite.model.features) == (512, 256) and cite.method.temperature == 0.9
     assert cite.model.activation == "prelu" and not cite.train.keep_best and cora.eval.probe_l2_normalize

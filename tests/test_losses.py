@@ -1,8 +1,6 @@
 """NT-Xent / InfoNCE: hand-derived values, a naive loop implementation, cross-device gathering."""
-import itertools
 import math
 
-import chex
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -7,7 +7,7 @@ import pytest
 
 from sslx.configs import byol as byol_cfg
 from sslx.methods import get_method
-from sslx.methods.image.common import (build_encoder, build_head, crop_pairs, encode_crops, make_multicrop_view_fns,
+from sslx.methods.image.common import (build_encoder, build_head, crop_pairs, make_multicrop_view_fns,
                                        make_multicrop_views)
 from tests.helpers import random_batch, run_steps, tiny_simclr_config, tiny_training
 

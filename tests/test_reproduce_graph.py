@@ -38,6 +38,13 @@ def test_node_table_records_and_resume(tmp_path):
     rows = [json.loads(line) for line in rec.read_text().splitlines()]
     assert [r["seed"] for r in rows] == [3, 4, 5]
     assert "| dgi (model.features=(8,), train.max_epochs=2) | cora | 3 |" in md.read_text()
+    # a row made with another config (here: a stale hash) is neither reused nor shown
+    rows[2]["config"] = "stale"
+    rec.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    proc = _run(*common, "--seeds=3,5", "--set=train.max_epochs=2")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "recorded: node dgi cora seed 3" in proc.stdout and "recorded: node dgi cora seed 5" not in proc.stdout
+    assert len(rec.read_text().splitlines()) == 4 and "| cora | 3 |" in md.read_text()
 
 
 @pytest.mark.parametrize("bad, message", [(["--set=train.no_such_key=1"], "no key"),

@@ -7,7 +7,7 @@ import optax
 import pytest
 
 from sslx.methods import get_method
-from sslx.train import ParallelStep, create_train_state, make_optimizer, make_step_fn, decay_mask
+from sslx.train import ParallelStep, make_optimizer, make_step_fn, decay_mask
 from tests.helpers import random_batch, run_steps, tiny_simclr_config
 
 

@@ -56,6 +56,6 @@ from sslx.augment.masks import (MASK_MODES, central_block_mask, make_mask_fn, ra
 
 __all__ += ["MASK_MODES", "central_block_mask", "make_mask_fn", "random_blocks_mask", "random_shape_mask"]
 
-from sslx.augment.text import mlm_mask  # noqa: E402
+from sslx.augment.text import mlm_mask, word_start_mask, word_start_table  # noqa: E402
 
-__all__ += ["mlm_mask"]
+__all__ += ["mlm_mask", "word_start_mask", "word_start_table"]

@@ -6,6 +6,11 @@ Per-dataset hyper-parameters of GRACE (Zhu et al. 2020; the authors' config.yaml
 | cora     | 5e-4   | 128          | 128  | relu  | 0.2, 0.4           | 0.3, 0.4              | 0.4 | 200    |
 | citeseer | 1e-3   | 256          | 256  | prelu | 0.2, 0.0           | 0.3, 0.2              | 0.9 | 200    |
 
+Differs from the paper: cora trains 300 epochs, not 200 -- selected on the probe's accuracy on
+the public VALIDATION nodes (3 seeds: 80.4 at 300 vs 79.0 at 200; seed 0 at 100 / 200 / 300 /
+400 / 600 epochs: 77.3 / 80.1 / 81.2 / 80.7 / 80.5; width 256 at 200 epochs: 78.5), never on
+test. Everything else is the authors' setting.
+
 The GCN is 2 layers, ``(2 out, out)``; weight decay 1e-5 (here decoupled, AdamW on the
 kernels; GRACE uses Adam's coupled L2 -- at lr 1e-3 x 1e-5 either is tiny); no early stopping,
 the final parameters are probed (``train.keep_best = False``). Probe: the DGI protocol on the
@@ -19,7 +24,7 @@ import ml_collections
 from sslx.configs.common import node_level_config
 
 _SETTINGS = {
-    "cora": dict(lr=5e-4, out=128, proj=128, act="relu", pe=(0.2, 0.4), pf=(0.3, 0.4), tau=0.4, epochs=200),
+    "cora": dict(lr=5e-4, out=128, proj=128, act="relu", pe=(0.2, 0.4), pf=(0.3, 0.4), tau=0.4, epochs=300),
     "citeseer": dict(lr=1e-3, out=256, proj=256, act="prelu", pe=(0.2, 0.0), pf=(0.3, 0.2), tau=0.9, epochs=200),
 }
 

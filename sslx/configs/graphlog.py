@@ -24,20 +24,16 @@ from __future__ import annotations
 
 import ml_collections
 
-from sslx.configs.common import base_config
+from sslx.configs.common import TU_DATASETS, graph_level_config
 
-_DATASETS = {
-    "mutag": "MUTAG", "imdb_binary": "IMDB-BINARY", "ptc_mr": "PTC_MR", "proteins": "PROTEINS",
-    "imdb_multi": "IMDB-MULTI", "tiny": "MUTAG",
-}
+_DATASETS = {**TU_DATASETS, "tiny": "MUTAG"}
 
 
 def get_config(arg: str = "mutag") -> ml_collections.ConfigDict:
     arg = arg or "mutag"
     if arg not in _DATASETS:
         raise ValueError(f"graphlog config arg {arg!r} is unknown; use one of {', '.join(_DATASETS)}.")
-    c = base_config()
-    c.method.name = "graphlog"
+    c = graph_level_config("graphlog", "mutag" if arg == "tiny" else arg)
     c.method.temperature = 0.1
     c.method.alpha = 1.0  # node-level (intra-graph) InfoNCE
     c.method.beta = 1.0  # graph-level (inter-graph) InfoNCE
@@ -48,26 +44,7 @@ def get_config(arg: str = "mutag") -> ml_collections.ConfigDict:
     c.method.proto_refresh_every = 0  # 0: initialise once (the authors); k > 0: re-cluster every k epochs
     c.method.mask_rate = 0.3
     c.method.drop_rate = 0.0
-    c.dataset.name = _DATASETS[arg]
-    c.dataset.node_features = "constant" if arg.startswith("imdb") else "labels"
-    c.batch_size = 128
-    c.model.encoder = "gin"
-    c.model.hidden = 32
-    c.model.num_layers = 5
-    c.model.sync_bn = True
-    c.model.init = "torch"
     c.model.proj_dim = 0  # 0: the embedding width (num_layers * hidden), as the authors' projector
-    del c.model.proj_hidden
-    c.optimizer.name = "adamw"  # weight_decay 0: Adam
-    c.optimizer.lr = 1e-3
-    c.optimizer.weight_decay = 0.0
-    c.optimizer.schedule = "constant"
-    c.optimizer.warmup_steps = 0
-    c.train.num_epochs = 20
-    c.eval.kernel = "rbf"
-    c.eval.folds = 10
-    c.eval.inner_folds = 5
-    c.eval.at_end = True
     if arg == "tiny":  # a few-second test setting
         c.batch_size = 8
         c.model.hidden = 8

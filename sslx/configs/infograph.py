@@ -20,38 +20,13 @@ from __future__ import annotations
 
 import ml_collections
 
-from sslx.configs.common import base_config
+from sslx.configs.common import TU_DATASETS, graph_level_config
 
-_DATASETS = {
-    "mutag": "MUTAG", "imdb_binary": "IMDB-BINARY", "ptc_mr": "PTC_MR", "proteins": "PROTEINS",
-    "imdb_multi": "IMDB-MULTI",
-}
+_DATASETS = TU_DATASETS
 
 
 def get_config(arg: str = "mutag") -> ml_collections.ConfigDict:
     arg = arg or "mutag"
     if arg not in _DATASETS:
         raise ValueError(f"infograph config arg {arg!r} is unknown; use one of {', '.join(_DATASETS)}.")
-    c = base_config()
-    c.method.name = "infograph"
-    del c.method.temperature
-    c.dataset.name = _DATASETS[arg]
-    c.dataset.node_features = "constant" if arg.startswith("imdb") else "labels"
-    c.batch_size = 128
-    c.model.encoder = "gin"
-    c.model.hidden = 32
-    c.model.num_layers = 5
-    c.model.sync_bn = True
-    c.model.init = "torch"  # PyTorch's nn.Linear initialisation, as the authors' code ('flax': flax defaults)
-    del c.model.proj_hidden, c.model.proj_dim
-    c.optimizer.name = "adamw"  # weight_decay 0: Adam
-    c.optimizer.lr = 1e-3
-    c.optimizer.weight_decay = 0.0
-    c.optimizer.schedule = "constant"
-    c.optimizer.warmup_steps = 0
-    c.train.num_epochs = 20
-    c.eval.kernel = "rbf"
-    c.eval.folds = 10
-    c.eval.inner_folds = 5
-    c.eval.at_end = True
-    return c
+    return graph_level_config("infograph", arg)

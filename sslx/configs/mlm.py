@@ -2,8 +2,9 @@
 
 arg: ``mr`` (default): a small pre-LN BERT (4 layers, width 128, 4 heads, 64 tokens) on the MR
 sentences (rt-polarity) with a WordPiece vocabulary of 8000 trained on them, 15% masking
-(80/10/10), AdamW lr 5e-4, warmup 200 steps, 3000 steps of batch 64. ``shakespeare``: the
-same on tiny shakespeare sentences. ``tiny``: a smoke configuration.
+(80/10/10; ``method.whole_word = True`` masks whole words), AdamW lr 5e-4, warmup 200 steps,
+3000 steps of batch 64. ``shakespeare``: the same on tiny shakespeare sentences. ``tiny``: a
+smoke configuration.
 
 The special tokens ``[PAD] [UNK] [CLS] [SEP] [MASK]`` have ids 0..4 in the word and subword
 tokenisers of :mod:`sslx.data.text`; ``method.special_ids`` lists the ids never masked.
@@ -23,6 +24,7 @@ def get_config(arg: str = "mr") -> ml_collections.ConfigDict:
     c.method.mask_prob = 0.15
     c.method.mask_token_frac = 0.8
     c.method.random_token_frac = 0.1
+    c.method.whole_word = False  # True: mask whole words (batches then carry "word_start" bool [B, T])
     c.dataset.tokenizer = "wordpiece"
     c.dataset.vocab_size = 8000
     c.model.vocab_size = 8000

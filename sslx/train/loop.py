@@ -14,10 +14,9 @@ import math
 import os
 import signal
 import time
-from typing import Any, Optional
+from typing import Optional
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 

@@ -29,3 +29,14 @@ def create_train_state(method, tx: optax.GradientTransformation, rng: jax.Array,
     params, state = method.init(init_rng, example_batch)
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                       state=state, rng=step_rng)
+
+
+def reset_opt_state_under(opt_state: Any, fresh: Any, key: str) -> Any:
+    """``opt_state`` with every leaf whose path holds the dict key ``key`` replaced by ``fresh``'s.
+
+    ``fresh`` is ``tx.init(params)``: the optimiser moments of a sub-tree (e.g. a re-initialised
+    classifier ``"head"`` or re-clustered ``"prototypes"``) restart while the rest keep theirs.
+    """
+    def pick(path, old, new):
+        return new if any(getattr(k, "key", None) == key for k in path) else old
+    return jax.tree_util.tree_map_with_path(pick, opt_state, fresh)

@@ -13,7 +13,11 @@ the features here (the same function). Dropped edges are passed to the GCN as an
 so the symmetric normalisation uses the degrees of the kept edges (as PyG's ``dropout_adj``
 followed by ``GCNConv``).
 
-Batch: ``{"graph": GraphsTuple}`` (+ optional ``"node_mask"``, ``"edge_mask"`` for padding).
+Batch: ``{"graph": GraphsTuple}`` (+ optional ``"node_mask"``, ``"edge_mask"`` for padding;
+optional ``"x_sparse"``, the features' non-zeros from
+:func:`sslx.augment.graph_views.sparse_features`: the views' first ``x W`` then gathers kernel
+rows for the non-zeros -- the same values as the dense product, Cora's features are 1.3 %
+dense -- with the masked columns' values zeroed).
 """
 from __future__ import annotations
 
@@ -25,8 +29,9 @@ import jax.numpy as jnp
 import ml_collections
 
 from sslx import losses
+from sslx.augment.graph_views import sparse_transform
 from sslx.methods.base import DATA_AXIS, Method
-from sslx.models.gnn import GCN
+from sslx.models.gnn import GCN, GCNConv
 
 
 class ProjectionHead(nn.Module):
@@ -44,10 +49,37 @@ def drop_edges(rng: jax.Array, num_edges: int, p: float) -> jax.Array:
     return jax.random.bernoulli(rng, 1.0 - p, (num_edges,))
 
 
+def feature_keep(rng: jax.Array, num_features: int, p: float) -> jax.Array:
+    """Keep-mask ``bool [F]`` of feature columns: each kept independently with probability ``1 - p``."""
+    return jax.random.bernoulli(rng, 1.0 - p, (num_features,))
+
+
 def mask_features(rng: jax.Array, x: jax.Array, p: float) -> jax.Array:
     """``x [N, F]`` with each feature column zeroed with probability ``p`` (same for all nodes)."""
-    keep = jax.random.bernoulli(rng, 1.0 - p, (x.shape[-1],))
-    return x * keep.astype(x.dtype)
+    return x * feature_keep(rng, x.shape[-1], p).astype(x.dtype)
+
+
+def gcn_forward(params: dict, features: tuple[int, ...], activation: str, x: jax.Array, senders: jax.Array,
+                receivers: jax.Array, edge_mask: Optional[jax.Array] = None,
+                x_sparse: Optional[dict] = None) -> jax.Array:
+    """:class:`sslx.models.gnn.GCN` ``(features, activation)`` applied with its ``params``
+    layer by layer, the first ``x W`` from ``x_sparse`` (COO non-zeros of ``x [N, F]``) when
+    given. ``[N, features[-1]]``; the same values as ``GCN.apply`` on the dense ``x``."""
+    h = x
+    for i, f in enumerate(features):
+        conv, p = GCNConv(int(f)), {"params": params[f"conv{i}"]}
+        if i == 0 and x_sparse is not None:
+            t = sparse_transform(x_sparse, params["conv0"]["linear"]["kernel"], x.shape[0])
+        else:
+            t = conv.apply(p, h, method="transform")
+        h = conv.apply(p, t, senders, receivers, edge_mask, method="propagate")
+        if activation == "prelu":  # GCN's compact PReLU modules are named PReLU_<layer>
+            h = nn.PReLU().apply({"params": params[f"PReLU_{i}"]}, h)
+        elif activation == "relu":
+            h = nn.relu(h)
+        elif activation not in ("none", "identity"):
+            raise ValueError(f"GNN activation {activation!r} is unknown; use 'prelu', 'relu' or 'none'.")
+    return h
 
 
 def _rate(config, key: str) -> tuple[float, float]:
@@ -73,7 +105,8 @@ def grace(config: ml_collections.ConfigDict, axis_name: Optional[str] = DATA_AXI
     if tau <= 0:
         raise ValueError(f"config.method.temperature must be > 0, got {tau}.")
     pe, pf = _rate(config, "drop_edge"), _rate(config, "drop_feature")
-    encoder = GCN(features, activation=str(config.model.get("activation", "relu")))
+    activation = str(config.model.get("activation", "relu"))
+    encoder = GCN(features, activation=activation)
     head = ProjectionHead(int(config.model.proj_hidden), features[-1])
 
     def init(rng, batch):
@@ -87,14 +120,19 @@ def grace(config: ml_collections.ConfigDict, axis_name: Optional[str] = DATA_AXI
         g = batch["graph"]
         x = jnp.asarray(g.nodes, jnp.float32)
         node_mask, edge_mask = batch.get("node_mask"), batch.get("edge_mask")
+        xs = batch.get("x_sparse")
         ks = jax.random.split(rng, 4)
         zs = []
         for v in range(2):
             keep = drop_edges(ks[v], g.senders.shape[0], pe[v])
             if edge_mask is not None:
                 keep = keep & edge_mask
-            xv = mask_features(ks[2 + v], x, pf[v])
-            h = encoder.apply({"params": params["encoder"]}, xv, g.senders, g.receivers, keep)
+            if xs is None:
+                xv, xsv = mask_features(ks[2 + v], x, pf[v]), None
+            else:  # the same column mask (same key and draw) on the non-zeros' values
+                cols = feature_keep(ks[2 + v], x.shape[-1], pf[v])
+                xv, xsv = x, dict(xs, vals=xs["vals"] * cols[xs["cols"]].astype(xs["vals"].dtype))
+            h = gcn_forward(params["encoder"], features, activation, xv, g.senders, g.receivers, keep, xsv)
             zs.append(head.apply({"params": params["head"]}, h))
         loss, aux = losses.grace_loss(zs[0], zs[1], tau, node_mask)
         return loss, (state, aux)

@@ -35,7 +35,7 @@ initialisation.
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Optional
 
 import flax.linen as nn
 import jax
@@ -48,10 +48,11 @@ from sslx.data.graph_batch import unflatten
 from sslx.losses.graph_proto import (graphlog_graph_nce, graphlog_node_nce, hierarchical_kmeans,
                                      hierarchical_proto_nce)
 from sslx.methods.base import DATA_AXIS, EpochContext, Method
+from sslx.train.state import reset_opt_state_under
 from sslx.methods.graph.infograph import InfoGraphEncoder
 from sslx.models.gnn import graph_ids
 
-__all__ = ["ProjectionHead", "global_graph_index", "graphlog", "perturb_nodes", "reset_prototype_opt_state",
+__all__ = ["ProjectionHead", "global_graph_index", "graphlog", "perturb_nodes",
            "within_graph_rank"]
 
 _PROTO_SALT = 0x6106
@@ -136,16 +137,6 @@ def perturb_nodes(rng: jax.Array, nodes: jax.Array, n_node: jax.Array, node_mask
 
 def _levels(tree: dict) -> list:
     return [tree[f"level_{i}"] for i in range(len(tree))]
-
-
-def _is_proto_path(path) -> bool:
-    return any(getattr(k, "key", None) == "prototypes" for k in path)
-
-
-def reset_prototype_opt_state(opt_state: Any, fresh: Any) -> Any:
-    """``opt_state`` with every leaf under a ``"prototypes"`` key replaced by ``fresh``'s (= ``tx.init``)."""
-    return jax.tree_util.tree_map_with_path(lambda path, old, new: new if _is_proto_path(path) else old,
-                                            opt_state, fresh)
 
 
 def graphlog(config: ml_collections.ConfigDict, axis_name: Optional[str] = DATA_AXIS,
@@ -285,7 +276,7 @@ def graphlog(config: ml_collections.ConfigDict, axis_name: Optional[str] = DATA_
                  "proto_ready": np.ones((), np.float32)}
         opt_state = jax.device_get(ts.opt_state)
         if ctx.tx is not None:
-            opt_state = reset_prototype_opt_state(opt_state, ctx.tx.init(params))
+            opt_state = reset_opt_state_under(opt_state, ctx.tx.init(params), "prototypes")
         metrics = {f"proto_active_{i}": float(np.sum(a)) for i, a in enumerate(active)}
         return ts.replace(params=params, state=state, opt_state=opt_state), metrics
 

@@ -29,7 +29,7 @@ import ml_collections
 from sslx import losses, models
 from sslx.augment.patches import grid_size, make_patch_view_fn
 from sslx.methods.base import DATA_AXIS, Method, example_keys
-from sslx.methods.image.common import bn_axis, images_to_float
+from sslx.methods.image.common import bn_axis
 from sslx.models.cpc import ContextNetwork, CPCPredictor
 
 

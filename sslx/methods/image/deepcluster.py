@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import functools
 import time
-from typing import Any, Optional
+from typing import Optional
 
 import chex
 import flax.linen as nn
@@ -64,6 +64,7 @@ from sslx import augment, losses
 from sslx.losses.classification import softmax_cross_entropy
 from sslx.losses.clustering import assign_clusters, cluster_statistics, normalized_mutual_info, uniform_cluster_weights
 from sslx.methods.base import DATA_AXIS, EpochContext, Method
+from sslx.train.state import reset_opt_state_under
 from sslx.methods.image.common import apply_eval, apply_train, build_encoder, images_to_float, init_module, make_views
 
 # Axis name of the clustering mesh (independent of the train step's axis name).
@@ -338,16 +339,6 @@ class _Head(nn.Module):
         return nn.Dense(self.num_clusters, kernel_init=nn.initializers.normal(0.01), dtype=jnp.float32)(h)
 
 
-def _is_head_path(path) -> bool:
-    return any(getattr(k, "key", None) == "head" for k in path)
-
-
-def reset_head_opt_state(opt_state: Any, fresh: Any) -> Any:
-    """``opt_state`` with every leaf under a ``"head"`` key replaced by the one of ``fresh`` (= ``tx.init``)."""
-    return jax.tree_util.tree_map_with_path(lambda path, old, new: new if _is_head_path(path) else old,
-                                            opt_state, fresh)
-
-
 def deepcluster(config: ml_collections.ConfigDict, axis_name: Optional[str] = DATA_AXIS,
                 total_steps: Optional[int] = None) -> Method:
     """DeepCluster as a :class:`Method` (see the module docstring).
@@ -467,7 +458,7 @@ def deepcluster(config: ml_collections.ConfigDict, axis_name: Optional[str] = DA
         params = jax.device_get(ts.params)
         feat_dim = feats.shape[1]
         params = {**params, "head": head.init(k_head, jnp.zeros((1, feat_dim), jnp.float32))["params"]}
-        opt_state = reset_head_opt_state(jax.device_get(ts.opt_state), ctx.tx.init(params))
+        opt_state = reset_opt_state_under(jax.device_get(ts.opt_state), ctx.tx.init(params), "head")
         return ts.replace(params=params, opt_state=opt_state, state=new_state), metrics
 
     def sampling_weights(state):

@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Optional
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 
 from sslx.augment.text_pairs import pack_segments, sop_order
