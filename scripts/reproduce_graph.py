@@ -99,8 +99,10 @@ def overrides_for(method: str) -> list[str]:
     """The ``--set`` items that apply to ``method`` (unprefixed ones apply to every method)."""
     out = []
     for item in _SET.value:
-        target, _, rest = item.rpartition("/")
-        if "=" not in rest or "." not in rest.split("=", 1)[0]:
+        lhs, eq, value = item.partition("=")  # the method prefix is before the '=' (values may hold '/')
+        target, _, path = lhs.rpartition("/")
+        rest = path + eq + value
+        if not eq or "." not in path:
             raise ValueError(f"--set {item!r}: expected '[method/]section.key=value'.")
         if not target or target == method:
             out.append(rest)
