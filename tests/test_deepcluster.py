@@ -15,7 +15,7 @@ from sklearn.metrics import normalized_mutual_info_score
 
 from sslx.configs import deepcluster as dc_cfg
 from sslx.data import global_batch_indices
-from sslx.losses.clustering import (assign_clusters, cluster_statistics, normalized_mutual_info,
+from sslx.losses.clustering import (assign_clusters, cluster_statistics, update_centroids, normalized_mutual_info,
                                     uniform_cluster_weights)
 from sslx.methods import get_method
 from sslx.methods.base import EpochContext
@@ -102,9 +102,8 @@ def test_empty_cluster_is_split():
     mask = jnp.ones(50)
     cen = jnp.asarray([[5.0, 0.0], [-5.0, 0.0], [100.0, 100.0]])
     lab, _ = assign_clusters(jnp.asarray(x), cen)
-    sums, counts = cluster_statistics(jnp.asarray(x), lab, mask, 3)
+    cen2, counts = update_centroids(jnp.asarray(x), lab, mask, cen)
     assert float(counts[2]) == 0
-    cen2 = jnp.where((counts > 0)[:, None], sums / jnp.maximum(counts, 1)[:, None], cen)
     lab2, cen3, counts2, ns = split_empty_clusters(jnp.asarray(x), mask, lab, cen2, counts, jax.random.PRNGKey(0))
     lab2, counts2 = np.asarray(lab2), np.asarray(counts2)
     assert int(ns) == 1 and np.all(counts2 > 0)
@@ -416,3 +415,24 @@ def test_benchmark_script_runs():
     assert out.returncode == 0, out.stderr[-3000:]
     row = json.loads(out.stdout.strip().splitlines()[-1])
     assert row["method"] == "deepcluster" and np.isfinite(row["loss"])
+
+
+@pytest.mark.parametrize("spherical", [False, True])
+def test_update_centroids_matches_a_loop(spherical):
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(40, 3)).astype(np.float32)
+    w = (rng.random(40) < 0.7).astype(np.float32) * rng.random(40).astype(np.float32)
+    cen = rng.normal(size=(5, 3)).astype(np.float32)
+    cen[4] = 100.0  # nobody's nearest: stays where it is
+    lab = np.argmin(((x[:, None] - cen[None]) ** 2).sum(-1), axis=1)
+    new, counts = update_centroids(jnp.asarray(x), jnp.asarray(lab, jnp.int32), jnp.asarray(w), jnp.asarray(cen),
+                                   spherical=spherical)
+    for j in range(5):
+        members = (lab == j) & (w > 0)
+        np.testing.assert_allclose(float(counts[j]), w[lab == j].sum(), rtol=1e-5)
+        if not members.any():
+            np.testing.assert_array_equal(np.asarray(new[j]), cen[j])
+            continue
+        s = (w[lab == j, None] * x[lab == j]).sum(0)
+        want = s / np.linalg.norm(s) if spherical else s / w[lab == j].sum()
+        np.testing.assert_allclose(np.asarray(new[j]), want, rtol=1e-4, atol=1e-5)

@@ -8,6 +8,9 @@ result equals the computation on all rows at once.
 * :func:`squared_distances`, :func:`assign_clusters` -- nearest centroid (ties: lowest index).
 * :func:`cluster_statistics` -- per-cluster sums ``[K, D]`` and counts ``[K]`` (one-hot matmuls in
   row chunks: deterministic, no scatter-add, bounded memory).
+* :func:`update_centroids` -- the Lloyd update (weighted means, or unit-normalised sums for
+  spherical k-means; empty clusters keep their centroid): the one update every k-means here uses
+  (DeepCluster's sharded k-means, GraphLoG's prototypes, the self-supervised GCN's pseudo-labels).
 * :func:`uniform_cluster_weights` -- per-example sampling probabilities that make every non-empty
   cluster equally likely (DeepCluster's uniform sampling over pseudo-labels).
 * :func:`contingency_matrix`, :func:`normalized_mutual_info` -- NMI with the arithmetic-mean
@@ -22,6 +25,8 @@ import chex
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+from sslx.losses.contrastive import l2_normalize
 
 
 def _psum(x, axis_name: Optional[str]):
@@ -70,6 +75,24 @@ def cluster_statistics(x: jax.Array, labels: jax.Array, mask: jax.Array, num_clu
     init = (jnp.zeros((num_clusters, d), x.dtype), jnp.zeros((num_clusters,), x.dtype))
     (sums, counts), _ = lax.scan(body, init, (xs, ls, ms))
     return _psum(sums, axis_name), _psum(counts, axis_name)
+
+
+def update_centroids(x: jax.Array, labels: jax.Array, weights: jax.Array, centroids: jax.Array, *,
+                     spherical: bool = False, axis_name: Optional[str] = None, chunk: Optional[int] = None
+                     ) -> tuple[jax.Array, jax.Array]:
+    """The Lloyd update: every non-empty cluster's centroid moves to the ``weights``-weighted mean of
+    its rows (``spherical``: the unit-normalised sum, i.e. spherical k-means); an empty one stays.
+
+    x ``[n, D]``, labels int ``[n]``, weights ``[n]`` (0: the row is ignored), centroids ``[K, D]``.
+    Returns ``(new centroids [K, D], counts [K])``; sums and counts are psum-ed over ``axis_name``.
+    """
+    k = centroids.shape[0]
+    sums, counts = cluster_statistics(x, labels, weights, k, axis_name, chunk)
+    if spherical:
+        moved = l2_normalize(sums)
+    else:
+        moved = sums / jnp.where(counts > 0, counts, 1.0)[:, None]  # weights may be fractional
+    return jnp.where((counts > 0)[:, None], moved, centroids), counts
 
 
 def uniform_cluster_weights(labels: jax.Array, num_clusters: int, mask: Optional[jax.Array] = None

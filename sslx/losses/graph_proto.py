@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from sslx.losses.clustering import assign_clusters, cluster_statistics
+from sslx.losses.clustering import assign_clusters, cluster_statistics, update_centroids
 from sslx.losses.contrastive import l2_normalize
 
 __all__ = ["cosine_logits", "graphlog_graph_nce", "graphlog_node_nce", "hierarchical_kmeans",
@@ -202,8 +202,7 @@ def spherical_kmeans(x: jax.Array, weights: jax.Array, k: int, key: jax.Array, i
 
     def step(_, c):
         labels, _ = assign_clusters(xn, c)
-        sums, counts = cluster_statistics(xn, labels, w, k)
-        return jnp.where((counts > 0)[:, None], l2_normalize(sums), c)
+        return update_centroids(xn, labels, w, c, spherical=True)[0]
 
     cent = lax.fori_loop(0, iters, step, cent)
     labels, _ = assign_clusters(xn, cent)

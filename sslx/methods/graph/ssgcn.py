@@ -54,7 +54,7 @@ from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from sslx.augment.graph_views import sparse_features, sparse_transform
-from sslx.losses.clustering import assign_clusters, cluster_statistics
+from sslx.losses.clustering import assign_clusters, update_centroids
 from sslx.losses.graph import masked_cross_entropy, masked_feature_regression
 from sslx.methods.base import DATA_AXIS, Method
 from sslx.models.gnn import gcn_norm, gcn_propagate
@@ -103,8 +103,7 @@ def _kmeans_impl(x, key, num_clusters: int, max_iters: int):
 
     def body(c):
         labels, cent, _, it = c
-        sums, counts = cluster_statistics(x, labels, ones, num_clusters)
-        cent = jnp.where(counts[:, None] > 0, sums / jnp.maximum(counts, 1.0)[:, None], cent)  # empty: keep
+        cent, _ = update_centroids(x, labels, ones, cent)  # empty clusters keep their centroid
         new, _ = assign_clusters(x, cent)
         return new, cent, jnp.any(new != labels), it + 1
 

@@ -62,7 +62,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from sslx import augment, losses
 from sslx.losses.classification import softmax_cross_entropy
-from sslx.losses.clustering import assign_clusters, cluster_statistics, normalized_mutual_info, uniform_cluster_weights
+from sslx.losses.clustering import (assign_clusters, normalized_mutual_info,
+                                     uniform_cluster_weights, update_centroids)
 from sslx.methods.base import DATA_AXIS, EpochContext, Method
 from sslx.train.state import reset_opt_state_under
 from sslx.methods.image.common import apply_eval, apply_train, build_encoder, images_to_float, init_module, make_views
@@ -247,9 +248,8 @@ def kmeans(x: jax.Array, mask: jax.Array, key: jax.Array, num_clusters: int, num
     def it(t, carry):
         _, cen, _, _, splits = carry
         lab, d2 = _assign_chunked(x, cen, chunk)
-        sums, cnt = cluster_statistics(x, lab, m, num_clusters, axis_name, chunk)
+        cen, cnt = update_centroids(x, lab, m, cen, axis_name=axis_name, chunk=chunk)
         loss = _psum(jnp.sum(d2 * m), axis_name) / n_total
-        cen = jnp.where((cnt > 0)[:, None], sums / jnp.maximum(cnt, 1.0)[:, None], cen)
         lab, cen, cnt, ns = split_empty_clusters(x, mask, lab, cen, cnt, jax.random.fold_in(key, t + 1), axis_name)
         return lab, cen, cnt, loss, splits + ns
 
