@@ -286,7 +286,7 @@ def current(rows: list[dict]) -> list[dict]:
 def _mean_std(values) -> str:
     import numpy as np
     v = np.asarray(values, dtype=float)
-    return f"{v.mean():.1f} ± {v.std():.1f}"
+    return f"{v[0]:.1f}" if len(v) == 1 else f"{v.mean():.1f} ± {v.std():.1f}"  # no spread from one seed
 
 
 def _groups(rows: list[dict], table: str):
@@ -363,7 +363,7 @@ def semi_table(rows: list[dict]) -> list[str]:
              "same code path without the auxiliary loss.", "",
              "| auxiliary task | dataset | seeds | test acc | paper | epochs (mean) | train s / seed | load |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for (m, d, ov), rs in _groups(rows, "semi"):
+    for (m, d, ov), rs in sorted(_groups(rows, "semi"), key=lambda kv: (kv[0][0] != "none", kv[0])):  # GCN first
         r0 = [r["result"] for r in rs]
         lines.append(f"| {_label(m, ov)} | {d} | {len(rs)} | {_mean_std([r['test_acc'] for r in r0])} | "
                      f"{PAPER.get((m, d), '—')} | {sum(r['epochs'] for r in r0) / len(r0):.0f} | "
