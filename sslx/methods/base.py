@@ -78,8 +78,8 @@ class Method:
 @dataclasses.dataclass(frozen=True)
 class EpochContext:
     """What ``Method.epoch_start`` sees: the epoch number, the step it starts at, the training
-    set (an ``sslx.data.ImageDataset``: ``len``, ``ds[indices] -> {"image", "label"}``,
-    ``num_classes``), the devices the train step runs on (in mesh order), and the optimiser
+    set (an ``sslx.data.ImageDataset`` from the image loop: ``len``, ``ds[indices] -> {"image",
+    "label"}``, ``num_classes``; a ``GraphDataset`` from ``train_graph_level``), the devices the train step runs on (in mesh order), and the optimiser
     ``tx`` (to re-initialise parts of ``opt_state``)."""
     epoch: int
     step: int
