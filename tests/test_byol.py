@@ -237,8 +237,12 @@ def test_byol_four_devices_equal_one_device_float64():
         batches = [random_batch(8, seed=s) for s in range(2)]
         _, s1, m1 = run_steps(config, jax.devices()[:1], "jit", batches)
         _, s4, m4 = run_steps(config, jax.devices(), "jit", batches)
+    # Step 1 is float64 from the same parameters: equal to rounding. Parameters are stored in float32
+    # (model.dtype is the compute dtype), so a last-bit difference in step 1's update shows in step 2's
+    # loss at ~1e-8 (as in tests/test_relative_patch.py).
+    np.testing.assert_allclose(m1[0]["loss"], m4[0]["loss"], rtol=1e-12)
+    np.testing.assert_allclose(m1[1]["loss"], m4[1]["loss"], rtol=1e-7)
     for a, b in zip(m1, m4):
-        np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-8)
         np.testing.assert_allclose(a["grad_norm"], b["grad_norm"], rtol=1e-7)
     chex.assert_trees_all_close(s1.params, s4.params, atol=1e-7, rtol=1e-6)
     chex.assert_trees_all_close(s1.state, s4.state, atol=1e-7, rtol=1e-6)

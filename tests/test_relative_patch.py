@@ -237,9 +237,9 @@ def test_four_devices_equal_one_device_float64_rgb():
     # (model.dtype is the compute dtype), so a last-bit difference in step 1's update shows in step 2's
     # loss at ~1e-8.
     np.testing.assert_allclose(m1[0]["loss"], m4[0]["loss"], rtol=1e-12)
-    np.testing.assert_allclose(m1[1]["loss"], m4[1]["loss"], rtol=1e-7)
-    for a, b in zip(m1, m4):
-        np.testing.assert_allclose(a["grad_norm"], b["grad_norm"], rtol=1e-7)
+    np.testing.assert_allclose(m1[1]["loss"], m4[1]["loss"], rtol=3e-7)
+    for a, b in zip(m1, m4):  # the gradient norm of float32 parameters is float32: 2 ulp
+        np.testing.assert_allclose(a["grad_norm"], b["grad_norm"], rtol=3e-7)
     chex.assert_trees_all_close(s1.params, s4.params, atol=1e-7, rtol=1e-6)
     chex.assert_trees_all_close(s1.state, s4.state, atol=1e-7, rtol=1e-6)
 

@@ -70,9 +70,11 @@ def test_benchmark_prints_a_json_line():
     assert line["batch_size"] == 32
 
 
-@pytest.mark.parametrize("name", ["byol", "moco", "swav", "cpc", "amdim", "yadim", "rotation", "relative_patch",
-                                  "context_encoder", "deepcluster"])
-def test_benchmark_runs_every_objective(name):
+# Every image objective's step goes through the same ``benchmark_step`` (and each objective's own test
+# file trains its step); these three cover the distinct state layouts: a generator/discriminator pair
+# with two optimisers, a patch grid, and a queue with multi-crop views. DeepCluster's is in its file.
+@pytest.mark.parametrize("name", ["context_encoder", "cpc", "swav"])
+def test_benchmark_runs_objectives(name):
     r = _run("benchmark.py", "--config", f"{REPO}/sslx/configs/{name}.py:digits", "--config.batch_size=32",
              "--steps=1", "--repeats=1", "--warmup=0")
     line = json.loads(r.stdout.strip().splitlines()[-1])

@@ -10,6 +10,10 @@ A diffusion view is a dict: ``{"dense": S}`` (``S @ h``), or, top-k sparsified, 
 largest entries ``S[i, j]`` (senders ``j``), weights unchanged (no renormalisation).
 Padding nodes (no edges) form their own diagonal block of ``S``, so the real nodes' rows
 do not depend on the padding.
+
+Host-side (numpy, float64) versions for precomputing a dataset's diffusion once (graph-level
+MVGRL, :func:`sslx.data.graph.with_ppr_view`): :func:`ppr_matrix_host` and
+:func:`sparsify_diffusion` (entries ``>= eps``, optionally the top-k per row).
 """
 from __future__ import annotations
 
@@ -18,7 +22,8 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 
-__all__ = ["diffusion_propagate", "modify_edges", "ppr_diffusion", "ppr_matrix", "sparse_features", "sparse_transform"]
+__all__ = ["diffusion_propagate", "modify_edges", "ppr_diffusion", "ppr_matrix", "ppr_matrix_host", "sparse_features",
+           "sparse_transform", "sparsify_diffusion"]
 
 
 def ppr_matrix(senders: jax.Array, receivers: jax.Array, num_nodes: int, alpha: float = 0.2, *,
@@ -35,6 +40,54 @@ def ppr_matrix(senders: jax.Array, receivers: jax.Array, num_nodes: int, alpha: 
     t = inv[:, None] * a * inv[None, :]
     m = jnp.eye(n, dtype=jnp.float32) - (1.0 - alpha) * t
     return alpha * jnp.linalg.solve(m, jnp.eye(n, dtype=jnp.float32))
+
+
+def ppr_matrix_host(senders, receivers, num_nodes: int, alpha: float = 0.2, *, add_self_loops: bool = True):
+    """:func:`ppr_matrix` on the host: ``S = alpha (I - (1 - alpha) D^-1/2 (A + I) D^-1/2)^-1``
+    as a float64 numpy ``[N, N]`` (``S[i, j]``: weight of sender ``j`` in receiver ``i``'s sum).
+
+    ``A[i, j] = 1`` for every edge ``j -> i`` (duplicates count once); ``D`` the row sums of
+    ``A + I``. ``S`` is symmetric when ``A`` is, and ``S d^1/2 = d^1/2`` (``d`` the degrees with
+    the self-loop; the rows of ``S`` sum to 1 on a regular graph). Nodes in different connected
+    components get ``S[i, j] = 0``.
+    """
+    import numpy as np
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"ppr alpha must lie in (0, 1), got {alpha}.")
+    n = int(num_nodes)
+    s_idx, r_idx = np.asarray(senders, np.int64), np.asarray(receivers, np.int64)
+    if s_idx.shape != r_idx.shape or (s_idx.size and (min(s_idx.min(), r_idx.min()) < 0
+                                                      or max(s_idx.max(), r_idx.max()) >= n)):
+        raise ValueError(f"ppr_matrix_host: senders / receivers must be one shape of node ids in 0..{n - 1}.")
+    a = np.zeros((n, n), np.float64)
+    a[r_idx, s_idx] = 1.0
+    if add_self_loops:
+        a += np.eye(n)
+    deg = a.sum(1)
+    inv = np.where(deg > 0, 1.0 / np.sqrt(np.maximum(deg, 1e-300)), 0.0)
+    t = inv[:, None] * a * inv[None, :]
+    return alpha * np.linalg.solve(np.eye(n) - (1.0 - alpha) * t, np.eye(n))
+
+
+def sparsify_diffusion(s, eps: float = 0.0, topk: int = 0):
+    """The entries of a diffusion ``s [N, N]`` kept as weighted edges (numpy): every ``s[i, j]
+    >= eps`` with ``s[i, j] > 0``, and with ``topk > 0`` only the ``topk`` largest of row ``i``
+    (ties: the lower column). Weights are not renormalised. Returns ``(senders j, receivers i,
+    weights)`` sorted by (receiver, sender)."""
+    import numpy as np
+    s = np.asarray(s)
+    if s.ndim != 2 or s.shape[0] != s.shape[1]:
+        raise ValueError(f"sparsify_diffusion expects a square matrix [N, N]; got shape {s.shape}.")
+    if eps < 0 or topk < 0:
+        raise ValueError(f"sparsify_diffusion: eps ({eps}) and topk ({topk}) must be >= 0.")
+    keep = (s >= eps) & (s > 0)
+    if 0 < topk < s.shape[1]:
+        order = np.argsort(-s, axis=1, kind="stable")[:, :topk]
+        top = np.zeros_like(keep)
+        np.put_along_axis(top, order, True, axis=1)
+        keep &= top
+    r, c = np.nonzero(keep)  # row-major: sorted by receiver, then sender
+    return c.astype(np.int32), r.astype(np.int32), s[r, c]
 
 
 def ppr_diffusion(senders: jax.Array, receivers: jax.Array, num_nodes: int, alpha: float = 0.2, *,

@@ -38,7 +38,7 @@ import scipy.sparse as sp
 __all__ = [
     "GraphDataset", "NodeDataset", "PLANETOID_URL", "RestrictedUnpickler", "TU_URL", "UnsafePickleError",
     "budget", "default_graph_data_dir", "graph_masks", "load_planetoid", "load_tu", "pad_graph",
-    "restricted_load", "to_graphs_tuple",
+    "restricted_load", "to_graphs_tuple", "with_ppr_view",
 ]
 
 DATA_DIR_ENV = "SSLX_DATA_DIR"
@@ -209,7 +209,9 @@ class GraphDataset:
     """Many small graphs with graph labels (a TU dataset), stored concatenated.
 
     nodes ``float32 [N_total, F]``; senders / receivers ``int32 [E_total]`` (global node
-    ids, both directions, sorted by graph); n_node / n_edge ``int32 [G]``; labels ``int32 [G]``.
+    ids, both directions, sorted by graph); n_node / n_edge ``int32 [G]``; labels ``int32 [G]``;
+    edges (optional) per-edge features ``float32 [E_total, D_e]``, carried into the batches
+    (e.g. the two edge weights of :func:`with_ppr_view`).
     """
     name: str
     nodes: np.ndarray
@@ -219,6 +221,7 @@ class GraphDataset:
     n_edge: np.ndarray
     labels: np.ndarray
     num_classes: int
+    edges: Optional[np.ndarray] = None
 
     def __post_init__(self):
         self._node_offset = np.concatenate([[0], np.cumsum(self.n_node)]).astype(np.int64)
@@ -237,7 +240,7 @@ class GraphDataset:
             raise IndexError(f"graph index {i} out of range for {self.name} with {len(self)} graphs.")
         n0, n1 = self._node_offset[i], self._node_offset[i + 1]
         e0, e1 = self._edge_offset[i], self._edge_offset[i + 1]
-        return jraph.GraphsTuple(nodes=self.nodes[n0:n1], edges=None,
+        return jraph.GraphsTuple(nodes=self.nodes[n0:n1], edges=None if self.edges is None else self.edges[e0:e1],
                                  senders=(self.senders[e0:e1] - n0).astype(np.int32),
                                  receivers=(self.receivers[e0:e1] - n0).astype(np.int32),
                                  n_node=self.n_node[i:i + 1], n_edge=self.n_edge[i:i + 1],
@@ -506,6 +509,45 @@ def load_tu(name: str, data_dir: str | os.PathLike | None = None, *, download: b
     classes, labels = np.unique(raw_labels, return_inverse=True)
     return GraphDataset(name=name, nodes=nodes, senders=senders, receivers=receivers, n_node=n_node,
                         n_edge=n_edge, labels=labels.astype(np.int32), num_classes=len(classes))
+
+
+def with_ppr_view(ds: GraphDataset, alpha: float = 0.2, eps: float = 1e-4, topk: int = 0) -> GraphDataset:
+    """``ds`` with a personalised-PageRank diffusion view (graph-level MVGRL), computed once on the host.
+
+    For every graph: ``S = alpha (I - (1 - alpha) D^-1/2 (A + I) D^-1/2)^-1`` (dense,
+    :func:`sslx.augment.graph_views.ppr_matrix_host`), sparsified to the entries ``>= eps``
+    (and the ``topk`` largest per row when ``topk > 0``;
+    :func:`sslx.augment.graph_views.sparsify_diffusion`). The edge list becomes the *union* of
+    the adjacency edges and the kept diffusion entries (diagonal included), sorted by
+    (receiver, sender) within each graph, with ``edges [E, 2]`` float32: column 0 is 1 for an
+    adjacency edge (else 0), column 1 the diffusion weight ``S[i, j]`` (0 when not kept). The
+    nodes, graphs and labels are unchanged; ``n_edge`` counts the union.
+    """
+    from sslx.augment.graph_views import ppr_matrix_host, sparsify_diffusion
+
+    if ds.edges is not None:
+        raise ValueError(f"with_ppr_view: dataset {ds.name!r} already has edge features {ds.edges.shape}; "
+                         "pass the plain dataset.")
+    senders, receivers, feats, n_edge = [], [], [], []
+    for i in range(len(ds)):
+        g = ds.graph(i)
+        n = int(g.n_node[0])
+        adj = np.zeros((n, n), np.float32)
+        adj[g.receivers, g.senders] = 1.0
+        ds_s, ds_r, ds_w = sparsify_diffusion(ppr_matrix_host(g.senders, g.receivers, n, alpha), eps, topk)
+        diff = np.zeros((n, n), np.float64)
+        diff[ds_r, ds_s] = ds_w
+        r, c = np.nonzero((adj > 0) | (diff > 0))
+        off = int(ds._node_offset[i])
+        senders.append(c + off)
+        receivers.append(r + off)
+        feats.append(np.stack([adj[r, c], diff[r, c]], axis=1).astype(np.float32))
+        n_edge.append(len(r))
+    cat = lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros((0,), dt)  # noqa: E731
+    return GraphDataset(name=ds.name, nodes=ds.nodes, senders=cat(senders, np.int32),
+                        receivers=cat(receivers, np.int32), n_node=ds.n_node, n_edge=np.asarray(n_edge, np.int32),
+                        labels=ds.labels, num_classes=ds.num_classes,
+                        edges=np.concatenate(feats) if feats else np.zeros((0, 2), np.float32))
 
 
 # --------------------------------------------------------------------------

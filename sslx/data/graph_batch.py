@@ -12,6 +12,7 @@ Batch dict (per device block sizes ``Nb`` nodes, ``Eb`` edges, ``Gb`` graphs)::
     nodes [D*Nb, F] float32     senders, receivers [D*Eb] int32 (ids local to the block)
     n_node, n_edge [D*Gb] int32  node_mask [D*Nb], edge_mask [D*Eb], graph_mask [D*Gb] bool
     label [D*Gb] int32 (graph labels, -1 on padding graphs; only with ``labels=True``)
+    edges [D*Eb, D_e] float32 (per-edge features, 0 on padding edges; only when the dataset has them)
 
 Budgets are powers of two (:func:`block_budget`), so a stream of batches compiles a
 handful of shapes; :func:`dataset_budget` gives one budget large enough for every batch of
@@ -84,7 +85,8 @@ def make_graph_batch(ds: GraphDataset, indices: Sequence[int], num_devices: int 
         if len(g):
             gt = ds.batch(g)
         else:  # an empty device group: only padding
-            gt = jraph.GraphsTuple(nodes=np.zeros((0, ds.num_features), np.float32), edges=None,
+            no_edges = None if ds.edges is None else np.zeros((0,) + ds.edges.shape[1:], np.float32)
+            gt = jraph.GraphsTuple(nodes=np.zeros((0, ds.num_features), np.float32), edges=no_edges,
                                    senders=np.zeros((0,), np.int32), receivers=np.zeros((0,), np.int32),
                                    n_node=np.zeros((0,), np.int32), n_edge=np.zeros((0,), np.int32),
                                    globals=np.zeros((0,), np.int32))
@@ -94,6 +96,8 @@ def make_graph_batch(ds: GraphDataset, indices: Sequence[int], num_devices: int 
                  "receivers": np.asarray(padded.receivers, np.int32),
                  "n_node": np.asarray(padded.n_node, np.int32), "n_edge": np.asarray(padded.n_edge, np.int32),
                  **{k: np.asarray(v, bool) for k, v in masks.items()}}
+        if ds.edges is not None:
+            block["edges"] = np.asarray(padded.edges, np.float32)
         if labels:
             lab = np.full((sizes[2],), -1, np.int32)
             lab[:len(g)] = ds.labels[g]
@@ -103,11 +107,12 @@ def make_graph_batch(ds: GraphDataset, indices: Sequence[int], num_devices: int 
 
 
 def unflatten(batch: dict) -> jraph.GraphsTuple:
-    """One device's block of a batch dict -> ``GraphsTuple`` (nodes float32)."""
+    """One device's block of a batch dict -> ``GraphsTuple`` (nodes float32; edges: the batch's
+    ``"edges"`` when it has them, else None)."""
     missing = [k for k in BATCH_KEYS if k not in batch]
     if missing:
         raise ValueError(f"graph batch is missing keys {missing}; build it with make_graph_batch.")
-    return jraph.GraphsTuple(nodes=jnp.asarray(batch["nodes"], jnp.float32), edges=None,
+    return jraph.GraphsTuple(nodes=jnp.asarray(batch["nodes"], jnp.float32), edges=batch.get("edges"),
                              senders=batch["senders"], receivers=batch["receivers"],
                              n_node=batch["n_node"], n_edge=batch["n_edge"], globals=None)
 

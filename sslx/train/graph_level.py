@@ -14,6 +14,7 @@ whole dataset (:func:`sslx.data.graph_batch.dataset_budget`), so the step compil
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Callable, Optional, Sequence
 
@@ -33,19 +34,32 @@ __all__ = ["embed_dataset", "load_graph_dataset", "train_graph_level"]
 
 def load_graph_dataset(config: ml_collections.ConfigDict, data_dir=None) -> GraphDataset:
     """The TU dataset ``config.dataset.name`` with ``config.dataset.node_features``:
-    ``'labels'`` / ``'degree'`` (the loader's features) or ``'constant'`` (every node 1).
-    ``data_dir`` (default ``config.dataset.data_dir``, then the loader's default) holds the raw files."""
+    ``'labels'`` / ``'degree'`` (the loader's features), ``'labels+degree'`` (the loader's features
+    with the one-hot node degree appended, as MVGRL's authors build them) or ``'constant'`` (every node 1).
+    ``data_dir`` (default ``config.dataset.data_dir``, then the loader's default) holds the raw files.
+    With ``config.dataset.diffusion`` (``{alpha, eps, topk}``, graph-level MVGRL) the PPR diffusion view
+    is added once here (:func:`sslx.data.graph.with_ppr_view`)."""
     from sslx.data.graph import load_tu
 
     kind = config.dataset.get("node_features", "labels")
-    if kind not in ("labels", "degree", "constant"):
-        raise ValueError(f"config.dataset.node_features={kind!r} is unknown; use 'labels', 'degree' or 'constant'.")
+    if kind not in ("labels", "degree", "labels+degree", "constant"):
+        raise ValueError(f"config.dataset.node_features={kind!r} is unknown; use 'labels', 'degree', "
+                         "'labels+degree' or 'constant'.")
     ds = load_tu(config.dataset.name, data_dir or config.dataset.get("data_dir"),
                  download=bool(config.dataset.get("download", False)))
     if kind == "constant":
         ds = GraphDataset(name=ds.name, nodes=np.ones((ds.nodes.shape[0], 1), np.float32), senders=ds.senders,
                           receivers=ds.receivers, n_node=ds.n_node, n_edge=ds.n_edge, labels=ds.labels,
                           num_classes=ds.num_classes)
+    elif kind == "labels+degree":
+        deg = np.bincount(ds.receivers, minlength=ds.nodes.shape[0])
+        ds = dataclasses.replace(ds, nodes=np.concatenate([ds.nodes, np.eye(int(deg.max()) + 1, dtype=np.float32)[deg]],
+                                                          axis=1))
+    diff = config.dataset.get("diffusion")
+    if diff:
+        from sslx.data.graph import with_ppr_view
+        ds = with_ppr_view(ds, alpha=float(diff.get("alpha", 0.2)), eps=float(diff.get("eps", 1e-4)),
+                           topk=int(diff.get("topk", 0)))
     return ds
 
 

@@ -39,7 +39,8 @@ from sslx.data.graph_batch import unflatten
 from sslx.methods.base import DATA_AXIS, Method
 from sslx.models.gnn import GINConv, graph_ids, sum_readout
 
-__all__ = ["FF", "InfoGraphEncoder", "MaskedSyncBatchNorm", "infograph", "infograph_loss", "pair_masks"]
+__all__ = ["FF", "InfoGraphEncoder", "MaskedSyncBatchNorm", "gather_graphs", "infograph", "infograph_loss",
+           "pair_masks"]
 
 
 class MaskedSyncBatchNorm(nn.Module):
@@ -160,6 +161,18 @@ def pair_masks(node_graph: jax.Array, node_mask: jax.Array, graph_mask: jax.Arra
     return pos & valid, valid
 
 
+def gather_graphs(graph_rows, node_graph: jax.Array, graph_mask: jax.Array, axis_name: Optional[str]):
+    """The global batch's graph columns for this device's nodes: ``(graph_rows, node_graph,
+    graph_mask)`` with every device's graph rows (a pytree of ``[Gb, ...]`` arrays) and
+    ``graph_mask [Gb]`` gathered in device order (``[D * Gb, ...]``) and this device's node graph
+    ids ``node_graph [N]`` shifted to their columns there. Without ``axis_name``: unchanged."""
+    if axis_name is None:
+        return graph_rows, node_graph, graph_mask
+    offset = lax.axis_index(axis_name) * graph_mask.shape[0]
+    rows, mask = jax.tree.map(lambda a: lax.all_gather(a, axis_name, tiled=True), (graph_rows, graph_mask))
+    return rows, node_graph + offset, mask
+
+
 def infograph_loss(local_emb: jax.Array, global_emb: jax.Array, node_graph: jax.Array,
                    node_mask: jax.Array, graph_mask: jax.Array, axis_name: Optional[str] = None
                    ) -> tuple[jax.Array, dict]:
@@ -232,12 +245,8 @@ def infograph(config: ml_collections.ConfigDict, axis_name: Optional[str] = DATA
                                             mutable=["batch_stats"])
         l_proj = local_head.apply({"params": params["local"]}, n_emb)
         g_proj = global_head.apply({"params": params["global"]}, g_emb)
-        node_graph = graph_ids(g.n_node, n_emb.shape[0])
-        if axis_name is not None:
-            offset = lax.axis_index(axis_name) * g_proj.shape[0]
-            g_proj = lax.all_gather(g_proj, axis_name, tiled=True)
-            graph_mask = lax.all_gather(graph_mask, axis_name, tiled=True)
-            node_graph = node_graph + offset
+        g_proj, node_graph, graph_mask = gather_graphs(g_proj, graph_ids(g.n_node, n_emb.shape[0]), graph_mask,
+                                                       axis_name)
         loss, aux = infograph_loss(l_proj, g_proj, node_graph, node_mask, graph_mask, axis_name)
         return loss, ({"batch_stats": upd["batch_stats"]}, aux)
 
