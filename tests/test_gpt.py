@@ -256,3 +256,19 @@ def test_reproduce_text_script_smoke(tmp_path):
     assert res["ms_per_iter"] > 0 and res["wall_s"] >= res["train_s"]
     table = out.read_text()
     assert "| sslx" in table and f"{res['val_loss']:.4f}" in table and "nanoGPT" in table
+
+
+def test_profile_gpt_script_smoke():
+    """scripts/profile_gpt.py times every piece and the library step on 2 host devices (tiny shapes)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    repo = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    out = subprocess.run([sys.executable, "scripts/profile_gpt.py", "--config", "tiny", "--steps", "2", "--repeats", "1",
+                          "--devices", "2"], cwd=repo, capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [line for line in out.stdout.splitlines() if line.endswith("ms / step")]
+    assert len(rows) == 12 and "StreamStep, 2 device(s)" in rows[-1]
+    assert all(float(line.split()[-4]) > 0 for line in rows)

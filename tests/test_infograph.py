@@ -14,10 +14,9 @@ from sslx.data.graph_batch import dataset_budget, epoch_batches, make_graph_batc
 from sslx.eval.graph_level import svm_cross_validation
 from sslx.methods import get_method
 from sslx.methods.graph.infograph import infograph_loss
-from sslx.train import ParallelStep, create_train_state, make_optimizer, make_step_fn
 from sslx.train.graph_level import embed_dataset, load_graph_dataset, train_graph_level
 
-from helpers import tiny_training
+from helpers import run_steps, tiny_training
 
 LOG2 = math.log(2.0)
 
@@ -169,19 +168,6 @@ def test_padding_invariance_and_encode():
 
 # ---------------------------------------------------------------- devices
 
-def _run(config, devices, batches_by_d):
-    method = get_method(config)
-    tx, sched = make_optimizer(config.optimizer, 10, config.batch_size)
-    runner = ParallelStep(make_step_fn(method, tx, sched), mode="jit", devices=devices)
-    host = create_train_state(method, tx, jax.random.PRNGKey(0), batches_by_d[0])
-    ts = runner.put_state(host)
-    ms = []
-    for b in batches_by_d:
-        ts, m = runner(ts, runner.put_batch(b))
-        ms.append(jax.device_get(m))
-    return jax.device_get(host), jax.device_get(runner.get_state(ts)), ms
-
-
 def test_one_vs_four_devices_equal():
     """The 4-device step (graphs split 3/3/3/1, unequal node counts) equals the 1-device step:
     gathered graph embeddings, count-weighted loss and synchronised BatchNorm."""
@@ -192,8 +178,8 @@ def test_one_vs_four_devices_equal():
     orders = [np.arange(10), np.random.default_rng(0).permutation(10)]
     one = [make_graph_batch(ds, o, 1) for o in orders]
     four = [make_graph_batch(ds, o, 4) for o in orders]
-    h1, s1, m1 = _run(c, jax.devices()[:1], one)
-    h4, s4, m4 = _run(c, jax.devices()[:4], four)
+    h1, s1, m1 = run_steps(c, jax.devices()[:1], "jit", one)
+    h4, s4, m4 = run_steps(c, jax.devices()[:4], "jit", four)
     chex.assert_trees_all_close(h1.params, h4.params)
     for a, b in zip(m1, m4):
         np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-5)

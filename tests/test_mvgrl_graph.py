@@ -15,9 +15,8 @@ from sslx.data.graph import GraphDataset, with_ppr_view
 from sslx.data.graph_batch import make_graph_batch, unflatten
 from sslx.methods import get_method
 from sslx.methods.graph.mvgrl import mvgrl_graph_loss
-from sslx.train import ParallelStep, create_train_state, make_optimizer, make_step_fn
 from sslx.train.graph_level import embed_dataset, load_graph_dataset, train_graph_level
-from tests.helpers import apply_overrides
+from tests.helpers import apply_overrides, run_steps
 from tests.test_infograph import random_graph_dataset
 
 LOG2 = math.log(2.0)
@@ -273,19 +272,6 @@ def test_padding_and_relabelling_invariance():
         m.loss_fn(params, state, make_graph_batch(ds, idx, 1), key)
 
 
-def _run(config, devices, batches):
-    method = get_method(config)
-    tx, sched = make_optimizer(config.optimizer, 10, config.batch_size)
-    runner = ParallelStep(make_step_fn(method, tx, sched), mode="jit", devices=devices)
-    host = create_train_state(method, tx, jax.random.PRNGKey(0), batches[0])
-    ts = runner.put_state(host)
-    ms = []
-    for b in batches:
-        ts, m = runner(ts, runner.put_batch(b))
-        ms.append(jax.device_get(m))
-    return jax.device_get(host), jax.device_get(runner.get_state(ts)), ms
-
-
 def test_one_vs_four_devices_equal():
     """Graphs split 3/3/3/1 over 4 devices (unequal node and pair counts) give the 1-device step:
     gathered graph representations of both views and the count-weighted loss."""
@@ -294,8 +280,8 @@ def test_one_vs_four_devices_equal():
     c = tiny_config()
     c.optimizer.lr = 0.01
     orders = [np.arange(10), np.random.default_rng(0).permutation(10)]
-    h1, s1, m1 = _run(c, jax.devices()[:1], [make_graph_batch(view, o, 1) for o in orders])
-    h4, s4, m4 = _run(c, jax.devices()[:4], [make_graph_batch(view, o, 4) for o in orders])
+    h1, s1, m1 = run_steps(c, jax.devices()[:1], "jit", [make_graph_batch(view, o, 1) for o in orders])
+    h4, s4, m4 = run_steps(c, jax.devices()[:4], "jit", [make_graph_batch(view, o, 4) for o in orders])
     chex.assert_trees_all_close(h1.params, h4.params)
     for a, b in zip(m1, m4):
         for k in ("loss", "mi", "mi_a_d", "mi_d_a"):

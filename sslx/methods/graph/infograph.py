@@ -140,15 +140,19 @@ class InfoGraphEncoder(nn.Module):
 
 
 class FF(nn.Module):
-    """InfoGraph's projection head: ``Dense-ReLU x 3 (width D) + Dense shortcut``, ``[.., D] -> [.., D]``."""
+    """InfoGraph's projection head: ``Dense-ReLU x 3 (width D) + Dense shortcut``, ``[.., F] -> [.., D]``.
+    ``prelu=True``: PReLU (one learned slope per layer, 0.25 at init) instead of ReLU, MVGRL's
+    projection. ``torch_init``: PyTorch's Linear initialisation."""
     features: int
     torch_init: bool = False
+    prelu: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         h = x
         for i in range(3):
-            h = nn.relu(_dense(self.features, h.shape[-1], self.torch_init, f"block_{i}")(h))
+            h = _dense(self.features, h.shape[-1], self.torch_init, f"block_{i}")(h)
+            h = nn.PReLU(negative_slope_init=0.25, name=f"act_{i}")(h) if self.prelu else nn.relu(h)
         return h + _dense(self.features, x.shape[-1], self.torch_init, "shortcut")(x)
 
 

@@ -63,10 +63,10 @@ from sslx.data.graph_batch import unflatten
 from sslx.losses.graph_mi import mvgrl_bce
 from sslx.methods.base import DATA_AXIS, Method
 from sslx.methods.graph.dgi import masked_mean_nodes, shuffle_permutation
-from sslx.methods.graph.infograph import _dense, gather_graphs, infograph_loss
+from sslx.methods.graph.infograph import FF, gather_graphs, infograph_loss
 from sslx.models.gnn import BilinearDiscriminator, GCNConv, gcn_norm, graph_ids, sum_readout
 
-__all__ = ["MVGRLGraphEncoder", "MVGRLGraphModel", "ProjectionMLP", "WeightedGCNLayer", "mvgrl", "mvgrl_graph",
+__all__ = ["MVGRLGraphEncoder", "MVGRLGraphModel", "WeightedGCNLayer", "mvgrl", "mvgrl_graph",
            "mvgrl_graph_loss", "view_weights"]
 
 
@@ -198,21 +198,6 @@ class MVGRLGraphEncoder(nn.Module):
         return h, jnp.concatenate(reads, axis=-1)
 
 
-class ProjectionMLP(nn.Module):
-    """The paper's projection: ``3 x (Dense(D) -> PReLU) + Dense(D)`` shortcut, ``[.., F] -> [.., D]``
-    (``torch_init``: PyTorch's Linear initialisation)."""
-    features: int
-    torch_init: bool = True
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        h = x
-        for i in range(3):
-            h = _dense(self.features, h.shape[-1], self.torch_init, f"block_{i}")(h)
-            h = nn.PReLU(negative_slope_init=0.25, name=f"act_{i}")(h)
-        return h + _dense(self.features, x.shape[-1], self.torch_init, "shortcut")(x)
-
-
 def view_weights(graph: jraph.GraphsTuple) -> tuple[tuple[jax.Array, jax.Array], jax.Array]:
     """The two views' propagation weights from ``graph.edges [E, 2]`` (:func:`sslx.data.graph.with_ppr_view`):
     ``((w_edge [E], w_self [N])`` of ``D^-1/2 (A + I) D^-1/2`` over the adjacency edges (column 0),
@@ -238,8 +223,8 @@ class MVGRLGraphModel(nn.Module):
     def setup(self):
         self.enc_a = MVGRLGraphEncoder(self.features, self.num_layers)
         self.enc_d = MVGRLGraphEncoder(self.features, self.num_layers)
-        self.proj_node = ProjectionMLP(self.features, self.torch_init)
-        self.proj_graph = ProjectionMLP(self.features, self.torch_init)
+        self.proj_node = FF(self.features, self.torch_init, prelu=True)
+        self.proj_graph = FF(self.features, self.torch_init, prelu=True)
 
     def __call__(self, graph: jraph.GraphsTuple, node_mask: Optional[jax.Array] = None
                  ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
