@@ -146,3 +146,43 @@ def embed_dataset(method: Method, params, state, ds: GraphDataset, batch_size: i
         b = make_graph_batch(ds, idx, 1, sizes)
         out.append(np.asarray(enc(params, state, b))[:len(idx)])
     return np.concatenate(out, axis=0), np.asarray(ds.labels)
+
+
+def benchmark_graph_level_config(config: ml_collections.ConfigDict, *, steps: int = 10, repeats: int = 3,
+                                 warmup: int = 2, data_dir=None, ds: Optional[GraphDataset] = None,
+                                 devices: Optional[Sequence] = None) -> dict:
+    """Time the compiled train step of a graph-level objective (InfoGraph, GraphLoG, graph-level
+    MVGRL) -> one JSON-able dict.
+
+    The batch is the first global batch of ``config.batch_size`` graphs of an epoch of ``ds``
+    (default: ``load_graph_dataset(config, data_dir)``), padded to the dataset's static budget as
+    in :func:`train_graph_level` and reused for every step; one compiling step, ``warmup``
+    untimed steps, then ``repeats`` blocks of ``steps`` (:func:`sslx.train.benchmark.time_steps`).
+    Per-epoch hooks (GraphLoG's prototype update) are not timed. Reports ms per step (median,
+    best), graphs per second and the implied time of one epoch over the dataset.
+    """
+    import os
+
+    from sslx.methods import get_method
+    from sslx.train.benchmark import time_steps
+
+    ds = load_graph_dataset(config, data_dir) if ds is None else ds
+    devices = list(devices) if devices is not None else jax.devices()
+    gb = int(config.batch_size)
+    method = get_method(config, total_steps=max(int(config.train.get("num_epochs", 1)), 1) * -(-len(ds) // gb))
+    tx, sched = make_optimizer(config.optimizer, 1000, gb)
+    runner = ParallelStep(make_step_fn(method, tx, sched), mode=str(config.train.get("parallel", "jit")),
+                          devices=devices)
+    init_key, data_key = jax.random.split(jax.random.PRNGKey(int(config.seed)))
+    batch = next(epoch_batches(ds, gb, data_key, len(devices), dataset_budget(ds, gb, len(devices))))
+    ts = runner.put_state(create_train_state(method, tx, init_key, batch))
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    times, compile_s, m = time_steps(runner, ts, runner.put_batch(batch), steps=steps, repeats=repeats,
+                                     warmup=warmup)
+    med, dev = float(np.median(times)), jax.devices()[0]
+    return {"method": config.method.name, "dataset": ds.name, "graphs": len(ds), "graphs_per_batch": gb,
+            "devices": len(devices), "ms_per_step": 1000 * med, "best_ms_per_step": 1000 * min(times),
+            "graphs_per_sec": gb / med, "ms_per_epoch": 1000 * med * -(-len(ds) // gb), "compile_s": compile_s,
+            "loss": float(m["loss"]), "steps": steps, "repeats": repeats,
+            "device": f"{dev.platform}:{getattr(dev, 'device_kind', '')}", "jax": jax.__version__,
+            "loadavg_before": None if load is None else [round(x, 2) for x in load]}
