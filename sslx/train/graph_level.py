@@ -29,7 +29,7 @@ from sslx.train.optim import make_optimizer
 from sslx.train.state import create_train_state
 from sslx.train.step import ParallelStep, make_step_fn
 
-__all__ = ["embed_dataset", "load_graph_dataset", "train_graph_level"]
+__all__ = ["benchmark_graph_level_config", "embed_dataset", "load_graph_dataset", "train_graph_level"]
 
 
 def load_graph_dataset(config: ml_collections.ConfigDict, data_dir=None) -> GraphDataset:
