@@ -19,7 +19,7 @@ from sslx.methods.graph.gcc import (GCCEncoder, EgoSampler, embed_graphs, gcc_tr
                                     pair_batch, pretrain_gcc, view_graph)
 from sslx.train import ParallelStep, create_train_state, make_optimizer, make_step_fn
 
-from helpers import apply_overrides
+from tests.helpers import apply_overrides
 
 
 # ---------------------------------------------------------------- synthetic graphs

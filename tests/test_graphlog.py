@@ -20,7 +20,7 @@ from sslx.models.gnn import graph_ids
 from sslx.train import ParallelStep, create_train_state, make_optimizer, make_step_fn
 from sslx.train.graph_level import embed_dataset, load_graph_dataset, train_graph_level
 
-from helpers import apply_overrides
+from tests.helpers import apply_overrides
 from test_infograph import random_graph_dataset
 
 

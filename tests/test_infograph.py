@@ -16,7 +16,7 @@ from sslx.methods import get_method
 from sslx.methods.graph.infograph import infograph_loss
 from sslx.train.graph_level import embed_dataset, load_graph_dataset, train_graph_level
 
-from helpers import run_steps, tiny_training
+from tests.helpers import run_steps, tiny_training
 
 LOG2 = math.log(2.0)
 
