@@ -261,6 +261,57 @@ def test_nsp_loss_is_cross_entropy_of_the_cls_head():
     assert float(m["positive_rate"]) == pytest.approx(np.mean(np.asarray(lab)))
 
 
+def test_joint_mlm_is_the_task_loss_on_the_masked_pair_plus_masked_lm():
+    """NSP + MLM (BERT's recipe): the pair is corrupted as masked LM corrupts it (never [CLS] /
+    [SEP] / padding), the NSP head reads the corrupted pair, and the loss is NSP + w x masked-LM
+    cross-entropy of the tied output layer plus ``mlm_bias``, checked by an independent numpy
+    computation; ``mlm_weight`` 0 leaves NSP exactly as it was."""
+    from sslx.augment.text import mlm_mask
+    w = 0.5
+    c = _config("nsp+mlm", **{"method.mlm_weight": w, "method.mask_prob": 0.4})
+    method = get_method(c, axis_name=None)
+    batch = {k: jnp.asarray(v) for k, v in _batch("nsp", n=16).items()}
+    params, state = method.init(jax.random.PRNGKey(0), batch)
+    assert params["mlm_bias"].shape == (c.model.vocab_size,)
+    params = {**params, "mlm_bias": jax.random.normal(jax.random.PRNGKey(3), params["mlm_bias"].shape)}
+    rng = jax.random.PRNGKey(5)
+    model = encoder(c)
+    corrupt = dict(mask_id=4, vocab_size=int(c.model.vocab_size), special_ids=(0, 1, 2, 3, 4), mask_prob=0.4)
+
+    @jax.jit
+    def run(params, batch):
+        loss, (_, m) = method.loss_fn(params, state, batch, rng)
+        k_pair, k_drop = jax.random.split(rng)
+        tok, valid, lab = nsp_inputs(batch, k_pair, IDS)
+        k_mask = jax.random.fold_in(k_drop, 0x6D4C4D)
+        keys = jnp.stack([jax.random.split(jax.random.fold_in(k_mask, i), 1)[0] for i in range(tok.shape[0])])
+        inp, tgt, wts = jax.vmap(lambda k, t, v: mlm_mask(k, t, valid=v, **corrupt))(keys, tok, valid)
+        h = model.apply({"params": params["encoder"]}, inp, valid, return_hidden=True)
+        return loss, m, tok, valid, lab, inp, tgt, wts, h
+
+    loss, m, *rest = run(params, batch)
+    tok, valid, lab, inp, tgt, wts, h = map(np.asarray, rest)
+    chosen = wts > 0
+    assert chosen.sum() > 10 and not np.any(chosen & ~valid)
+    assert not np.any(chosen & np.isin(tok, [0, 2, 3])), "special tokens must never be masked"
+    assert np.array_equal(inp[~chosen], tok[~chosen]) and np.array_equal(tgt[chosen], tok[chosen])
+    logits = h[:, 0] @ np.asarray(params["head"]["kernel"]) + np.asarray(params["head"]["bias"])
+    logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    nsp_ce = -np.mean(logp[np.arange(16), lab])
+    tok_logits = h @ np.asarray(params["encoder"]["tok_emb"]["embedding"]).T + np.asarray(params["mlm_bias"])
+    tok_logp = tok_logits - np.log(np.exp(tok_logits).sum(-1, keepdims=True))
+    mlm_ce = -np.sum(np.take_along_axis(tok_logp, tok[..., None], -1)[..., 0] * chosen) / chosen.sum()
+    assert float(m["task_loss"]) == pytest.approx(nsp_ce, rel=1e-5)
+    assert float(m["mlm_loss"]) == pytest.approx(mlm_ce, rel=1e-5)
+    assert float(loss) == pytest.approx(nsp_ce + w * mlm_ce, rel=1e-5)
+    plain = get_method(_config("nsp"), axis_name=None)
+    p0 = {k: v for k, v in params.items() if k != "mlm_bias"}
+    l0, (_, m0) = jax.jit(lambda p, b: plain.loss_fn(p, state, b, rng))(p0, batch)
+    assert "mlm_loss" not in m0 and float(l0) != pytest.approx(float(loss))
+    with pytest.raises(ValueError, match="mlm_weight"):
+        get_method(_config("nsp", **{"method.mlm_weight": -1.0}), axis_name=None)
+
+
 def test_bidir_lm_loss_is_forward_plus_backward_next_token_ce():
     c = _config("bidir_lm")
     method = get_method(c, axis_name=None)
@@ -297,7 +348,7 @@ def test_bidir_lm_loss_is_forward_plus_backward_next_token_ce():
 # ----------------------------------------------------------------------------- devices and training
 
 
-FOUR_DEVICE = ("nsp", "word_order", "masked_sentence")
+FOUR_DEVICE = ("nsp", "word_order", "masked_sentence", "sop+mlm")
 
 
 @pytest.mark.parametrize("name", FOUR_DEVICE)
@@ -328,7 +379,7 @@ def test_four_devices_equal_one_device_then_the_loss_falls(name):
     assert np.mean(losses[-8:]) < np.mean(losses[:8]) - 0.05, (name, losses)
 
 
-@pytest.mark.parametrize("name", [n for n in ts_cfg.OBJECTIVES if n not in FOUR_DEVICE])
+@pytest.mark.parametrize("name", [n for n in ts_cfg.OBJECTIVES if n not in FOUR_DEVICE] + ["sentence_order+mlm"])
 def test_a_few_steps_reduce_the_loss(name):
     """Adam on a fixed batch of 16 (the pairs / shuffles are redrawn every step); the objectives
     of FOUR_DEVICE are trained in their 1 vs 4 devices test."""
@@ -392,8 +443,15 @@ def test_configs_build_and_unknown_arg_raises():
         assert c.method.name == name and c.model.max_len >= 1 + c.method.window * (c.dataset.max_tokens + 1)
         get_method(c, axis_name=None)
     assert ts_cfg.get_config("mlm").method.mask_prob == 0.15 and not ts_cfg.get_config("mlm").method.whole_word
+    for name in ts_cfg.JOINT:
+        c = ts_cfg.get_config(name)
+        assert c.method.name == name[:-len("+mlm")] and c.method.mlm_weight == 1.0
+        assert "mlm_bias" in get_method(c, axis_name=None).init(jax.random.PRNGKey(0), _batch(c.method.name))[0]
+    assert ts_cfg.get_config("nsp").method.mlm_weight == 0.0
     with pytest.raises(ValueError, match="nsp"):
         ts_cfg.get_config("next_sentence")
+    with pytest.raises(ValueError, match="unknown"):
+        ts_cfg.get_config("bidir_lm+mlm")
     b = {k: jnp.asarray(v) for k, v in _batch("nsp").items() if k != "doc"}
     with pytest.raises(ValueError, match="'doc'"):
         nsp_inputs(b, jax.random.PRNGKey(0), IDS)

@@ -5,7 +5,9 @@ arg: one of ``nsp``, ``sop``, ``word_order``, ``sentence_order``, ``masked_sente
 row of ``scripts/reproduce_text_sentence.py``): a small CPU-sized pre-LN encoder (2 layers,
 width 64, 2 heads, sentences of at most 24 word pieces, a WordPiece vocabulary of 4000,
 AdamW 2e-3 with 100 warmup steps and cosine decay to 2e-4, batch 64, 1000 steps), or
-``tiny_<objective>`` (a smoke configuration for tests).
+``tiny_<objective>`` (a smoke configuration for tests). ``<objective>+mlm`` (not ``bidir_lm``)
+trains the objective jointly with masked LM on its own encoder input (``method.mlm_weight``
+1.0; BERT's NSP + MLM, ALBERT's SOP + MLM, StructBERT's order objectives + MLM).
 
 Data (``dataset.name``): ``word_order``, ``bidir_lm`` and ``mlm`` train on single MR sentences
 (``mr``, no labels); the document-level objectives on windows of ``method.window``
@@ -24,6 +26,7 @@ from sslx.configs.gpt import text_base
 
 OBJECTIVES = ("nsp", "sop", "word_order", "sentence_order", "masked_sentence", "neighbor_sentence", "bidir_lm")
 ARGS = OBJECTIVES + ("mlm",)
+JOINT = tuple(f"{o}+mlm" for o in OBJECTIVES if o != "bidir_lm")  # trained jointly with masked LM
 WINDOWS = {"nsp": 2, "sop": 2, "sentence_order": 4, "masked_sentence": 4, "neighbor_sentence": 3}
 
 
@@ -31,8 +34,10 @@ def get_config(arg: str = "nsp") -> ml_collections.ConfigDict:
     arg = arg or "nsp"
     tiny = arg.startswith("tiny_")
     name = arg[len("tiny_"):] if tiny else arg
+    joint = name in JOINT
+    name = name[:-len("+mlm")] if joint else name
     if name not in ARGS:
-        valid = ", ".join(list(ARGS) + [f"tiny_{o}" for o in ARGS])
+        valid = ", ".join(list(ARGS) + list(JOINT) + [f"tiny_{o}" for o in ARGS + JOINT])
         raise ValueError(f"text_sentence config arg {arg!r} is unknown; use one of {valid}.")
     c = text_base(name)
     c.method.cls_id, c.method.sep_id, c.method.pad_id, c.method.mask_id = 2, 3, 0, 4
@@ -48,6 +53,7 @@ def get_config(arg: str = "nsp") -> ml_collections.ConfigDict:
     c.method.mask_token_frac = 0.8
     c.method.random_token_frac = 0.1
     c.method.whole_word = False
+    c.method.mlm_weight = 1.0 if joint else 0.0  # > 0: joint masked LM on the objective's encoder input
     c.dataset.name = "mr" if name in ("word_order", "bidir_lm", "mlm") else "wikitext2+mr_clauses"
     c.dataset.tokenizer = "wordpiece"
     c.dataset.vocab_size = 4000

@@ -25,8 +25,8 @@ from sslx.augment.text_pairs import pack_segments, sentence_candidates
 from sslx.losses.text_pairs import candidate_info_nce
 from sslx.methods.base import DATA_AXIS, Method, example_keys
 from sslx.methods.text.common import mean_pool
-from sslx.methods.text.sentence import (check_window_batch, encoder, gather_global, hidden_states, make_encode,
-                                        special_ids)
+from sslx.methods.text.sentence import (check_window_batch, encoder, encoder_pass, gather_global, hidden_states,
+                                        init_joint_mlm, joint_mlm, make_encode, special_ids, task_metrics)
 
 
 def masked_sentence(config: ml_collections.ConfigDict, axis_name: Optional[str] = DATA_AXIS,
@@ -37,6 +37,7 @@ def masked_sentence(config: ml_collections.ConfigDict, axis_name: Optional[str] 
     model = encoder(config)
     ids = special_ids(config)
     mc = config.method
+    mlm = joint_mlm(config, "masked_sentence")
     num_cand = int(mc.get("num_candidates", 8))
     temperature = float(mc.get("temperature", 0.1))
     proj_dim = int(mc.get("proj_dim", 64))
@@ -70,19 +71,19 @@ def masked_sentence(config: ml_collections.ConfigDict, axis_name: Optional[str] 
         k_enc, k_q, k_k = jax.random.split(rng, 3)
         enc = model.init(k_enc, jnp.zeros((1, 1 + k * (s + 1)), jnp.int32))["params"]
         x = jnp.zeros((1, model.width))
-        return {"encoder": enc, "query_proj": q_proj.init(k_q, x)["params"],
-                "key_proj": k_proj.init(k_k, x)["params"]}, {}
+        return init_joint_mlm({"encoder": enc, "query_proj": q_proj.init(k_q, x)["params"],
+                               "key_proj": k_proj.init(k_k, x)["params"]}, mlm), {}
 
     def loss_fn(params, state, batch, rng):
         k_build, k_d1, k_d2 = jax.random.split(rng, 3)
         ctx, ctx_valid, mask_pos, tgt, tgt_valid, rows, labels, cvalid = build(batch, k_build)
-        h = hidden_states(model, params["encoder"], ctx, ctx_valid, True, k_d1, axis_name)
+        h, extra, mlm_metrics = encoder_pass(model, params, ctx, ctx_valid, k_d1, axis_name, mlm)
         q = q_proj.apply({"params": params["query_proj"]}, jnp.take_along_axis(h, mask_pos[:, None, None], 1)[:, 0])
         ht = hidden_states(model, params["encoder"], tgt, tgt_valid, True, k_d2, axis_name)
         keys = k_proj.apply({"params": params["key_proj"]}, mean_pool(ht, tgt_valid))
         g_keys, _ = gather_global(keys, axis_name)
         loss, aux = candidate_info_nce(q, g_keys[rows], labels, cvalid, temperature)
-        return loss, (state, {"accuracy": aux["accuracy"]})
+        return loss + extra, (state, {"accuracy": aux["accuracy"], **task_metrics(loss, mlm_metrics)})
 
     return Method(name="masked_sentence", init=init, loss_fn=loss_fn, encode=make_encode(model),
                   axis_name=axis_name)

@@ -31,22 +31,42 @@ from sslx.methods.base import DATA_AXIS, Method, example_keys
 from sslx.methods.text.common import build_transformer, check_tokens, dropout_key, mean_pool
 
 
+def mlm_corruption(config: ml_collections.ConfigDict, name: str = "mlm") -> dict:
+    """The keyword arguments of :func:`sslx.augment.text.mlm_mask` from ``config.method``
+    (``mask_id``, ``special_ids``, ``mask_prob``, ``mask_token_frac``, ``random_token_frac``),
+    validated now so that a bad setting fails before tracing, naming ``name``."""
+    mc = config.method
+    vocab = int(config.model.vocab_size)
+    mask_id = int(mc.get("mask_id", 4))
+    if not 0 <= mask_id < vocab:
+        raise ValueError(f"{name}: config.method.mask_id {mask_id} is outside the vocabulary [0, {vocab}).")
+    corrupt = dict(mask_id=mask_id, vocab_size=vocab,
+                   special_ids=tuple(int(i) for i in mc.get("special_ids", (0, 1, 2, 3, 4))),
+                   mask_prob=float(mc.get("mask_prob", 0.15)),
+                   mask_token_frac=float(mc.get("mask_token_frac", 0.8)),
+                   random_token_frac=float(mc.get("random_token_frac", 0.1)))
+    mlm_mask(jax.random.PRNGKey(0), jnp.zeros((1,), jnp.int32), **corrupt)  # validate the settings now
+    return corrupt
+
+
+def corrupt_tokens(rng: jax.Array, tokens: jax.Array, valid: jax.Array, corrupt: dict, axis_name: Optional[str],
+                   word_start: Optional[jax.Array] = None) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Masked-LM corruption of a (local) batch ``tokens`` int32 [B, T]: one key per row, keyed by
+    its *global* index -> ``(inputs [B, T], targets [B, T], weights float32 [B, T])``."""
+    keys = example_keys(rng, tokens.shape[0], axis_name, num=1)[:, 0]
+    if word_start is None:
+        return jax.vmap(lambda k, t, v: mlm_mask(k, t, valid=v, **corrupt))(keys, tokens, valid)
+    return jax.vmap(lambda k, t, v, w: mlm_mask(k, t, valid=v, word_start=w, **corrupt))(
+        keys, tokens, valid, word_start)
+
+
 def mlm(config: ml_collections.ConfigDict, axis_name: Optional[str] = DATA_AXIS,
         total_steps: Optional[int] = None) -> Method:
     """Masked LM as a :class:`Method`."""
     del total_steps
     model = build_transformer(config, causal=False, output_bias=True)
     mc = config.method
-    vocab = int(config.model.vocab_size)
-    mask_id = int(mc.get("mask_id", 4))
-    special_ids = tuple(int(i) for i in mc.get("special_ids", (0, 1, 2, 3, 4)))
-    if not 0 <= mask_id < vocab:
-        raise ValueError(f"config.method.mask_id {mask_id} is outside the vocabulary [0, {vocab}).")
-    corrupt = dict(mask_id=mask_id, vocab_size=vocab, special_ids=special_ids,
-                   mask_prob=float(mc.get("mask_prob", 0.15)),
-                   mask_token_frac=float(mc.get("mask_token_frac", 0.8)),
-                   random_token_frac=float(mc.get("random_token_frac", 0.1)))
-    mlm_mask(jax.random.PRNGKey(0), jnp.zeros((1,), jnp.int32), **corrupt)  # validate the settings now
+    corrupt = mlm_corruption(config)
     whole_word = bool(mc.get("whole_word", False))
 
     def init(rng, batch):
@@ -63,18 +83,12 @@ def mlm(config: ml_collections.ConfigDict, axis_name: Optional[str] = DATA_AXIS,
                              f"{None if ws is None else tuple(ws.shape)} for tokens {tuple(tokens.shape)}.")
         return ws.astype(bool)
 
-    def corrupt_batch(rng, tokens, valid, word_start=None):
-        keys = example_keys(rng, tokens.shape[0], axis_name, num=1)[:, 0]
-        if word_start is None:
-            return jax.vmap(lambda k, t, v: mlm_mask(k, t, valid=v, **corrupt))(keys, tokens, valid)
-        return jax.vmap(lambda k, t, v, w: mlm_mask(k, t, valid=v, word_start=w, **corrupt))(
-            keys, tokens, valid, word_start)
-
     def loss_fn(params, state, batch, rng):
         tokens = check_tokens(batch, "mlm")
         valid = batch.get("mask", jnp.ones_like(tokens, bool)).astype(bool)
         k_mask, k_drop = jax.random.split(rng)
-        inputs, targets, weights = corrupt_batch(k_mask, tokens, valid, word_starts(batch, tokens))
+        inputs, targets, weights = corrupt_tokens(k_mask, tokens, valid, corrupt, axis_name,
+                                                  word_starts(batch, tokens))
         logits = model.apply({"params": params}, inputs, valid, train=True,
                              rngs={"dropout": dropout_key(k_drop, axis_name)})
         loss, aux = losses.token_cross_entropy(logits, targets, weights, axis_name)

@@ -21,7 +21,8 @@ from sslx import losses
 from sslx.augment.text_pairs import pack_segments
 from sslx.methods.base import DATA_AXIS, Method
 from sslx.methods.text.common import mean_pool
-from sslx.methods.text.sentence import check_window_batch, encoder, hidden_states, make_encode, special_ids
+from sslx.methods.text.sentence import (check_window_batch, encoder, encoder_pass, init_joint_mlm, joint_mlm, make_encode,
+                                        special_ids, task_metrics)
 from sslx.models.transformer import Block
 
 _init = nn.initializers.normal(stddev=0.02)
@@ -68,6 +69,7 @@ def neighbor_sentence(config: ml_collections.ConfigDict, axis_name: Optional[str
     del total_steps
     model = encoder(config)
     ids = special_ids(config)
+    mlm = joint_mlm(config, "neighbor_sentence")
     dec = ConditionedDecoder(int(config.model.vocab_size), int(config.model.max_len),
                              int(config.method.get("decoder_layers", 1)), int(config.model.num_heads),
                              int(config.model.width))
@@ -79,15 +81,16 @@ def neighbor_sentence(config: ml_collections.ConfigDict, axis_name: Optional[str
         k_enc, k_p, k_n = jax.random.split(rng, 3)
         enc = model.init(k_enc, jnp.zeros((1, s + 2), jnp.int32))["params"]
         x, z = jnp.zeros((1, s + 1), jnp.int32), jnp.zeros((1, model.width))
-        return {"encoder": enc, "prev_decoder": dec.init(k_p, x, z)["params"],
-                "next_decoder": dec.init(k_n, x, z)["params"]}, {}
+        return init_joint_mlm({"encoder": enc, "prev_decoder": dec.init(k_p, x, z)["params"],
+                               "next_decoder": dec.init(k_n, x, z)["params"]}, mlm), {}
 
     def loss_fn(params, state, batch, rng):
         sents, lengths, _ = check_window_batch(batch, "neighbor_sentence", window=3)
         centre, valid, _ = jax.vmap(lambda s, ln: pack_segments(s[None], ln[None], cls_id=ids["cls_id"],
                                                                 sep_id=ids["sep_id"], pad_id=ids["pad_id"]))(
             sents[:, 1], lengths[:, 1])
-        z = mean_pool(hidden_states(model, params["encoder"], centre, valid, True, rng, axis_name), valid)
+        h, extra, mlm_metrics = encoder_pass(model, params, centre, valid, rng, axis_name, mlm)
+        z = mean_pool(h, valid)
         total, metrics = 0.0, {}
         for slot, name in ((0, "prev"), (2, "next")):
             inp, tgt, w = tf(sents[:, slot], lengths[:, slot])
@@ -95,7 +98,7 @@ def neighbor_sentence(config: ml_collections.ConfigDict, axis_name: Optional[str
             loss, aux = losses.token_cross_entropy(logits, tgt, w, axis_name)
             total = total + loss
             metrics[f"{name}_loss"], metrics[f"{name}_accuracy"] = loss, aux["accuracy"]
-        return total, (state, metrics)
+        return total + extra, (state, {**metrics, **task_metrics(total, mlm_metrics)})
 
     return Method(name="neighbor_sentence", init=init, loss_fn=loss_fn, encode=make_encode(model),
                   axis_name=axis_name)

@@ -20,7 +20,9 @@ import jax.numpy as jnp
 import ml_collections
 from jax import lax
 
+from sslx import losses
 from sslx.methods.text.common import build_transformer, dropout_key, mean_pool
+from sslx.methods.text.mlm import corrupt_tokens, mlm_corruption
 
 
 def special_ids(config: ml_collections.ConfigDict) -> dict:
@@ -81,6 +83,57 @@ def hidden_states(model, params, tokens: jax.Array, valid: jax.Array, train: boo
     return model.apply({"params": params}, tokens, valid, train=train, return_hidden=True, rngs=rngs)
 
 
+def joint_mlm(config: ml_collections.ConfigDict, name: str) -> Optional[dict]:
+    """Settings of the optional joint masked LM of a sentence objective, or None when it is off.
+
+    BERT trains NSP together with masked LM, ALBERT SOP, StructBERT its word- and sentence-order
+    objectives: ``config.method.mlm_weight`` > 0 (default 0, the objective alone) corrupts the
+    objective's main encoder input as masked LM does and adds ``mlm_weight`` x the masked-token
+    cross-entropy (see :func:`encoder_pass`). Special tokens ([CLS], [SEP], [MASK] placeholders)
+    are never chosen.
+    """
+    weight = float(config.method.get("mlm_weight", 0.0))
+    if not weight >= 0.0:
+        raise ValueError(f"{name}: config.method.mlm_weight must be >= 0 (0 turns the joint masked LM off), "
+                         f"got {weight}.")
+    if weight == 0.0:
+        return None
+    return {"weight": weight, "corrupt": mlm_corruption(config, name), "vocab": int(config.model.vocab_size)}
+
+
+def init_joint_mlm(params: dict, mlm: Optional[dict]) -> dict:
+    """``params`` plus the masked-LM output bias ``mlm_bias`` float32 [V] when ``mlm`` is on."""
+    return params if mlm is None else {**params, "mlm_bias": jnp.zeros((mlm["vocab"],), jnp.float32)}
+
+
+def encoder_pass(model, params: dict, tokens: jax.Array, valid: jax.Array, rng: Optional[jax.Array],
+                 axis_name: Optional[str], mlm: Optional[dict]) -> tuple[jax.Array, jax.Array, dict]:
+    """The objective's main (training) pass of ``params["encoder"]`` over ``tokens`` int32 [B, T].
+
+    Returns ``(hidden float32 [B, T, W], extra loss, metrics)``. Without ``mlm`` (see
+    :func:`joint_mlm`) this is :func:`hidden_states` and the extra loss is 0. With it, each row
+    is corrupted with its own key (global index; derived from ``rng``, which also seeds dropout),
+    the objective sees the corrupted tokens, and the extra loss is ``mlm_weight`` x the
+    cross-entropy at the chosen positions of the tied output layer (token embedding, plus
+    ``params["mlm_bias"]``) -- BERT's recipe, where NSP reads the masked pair.
+    """
+    if mlm is None:
+        return hidden_states(model, params["encoder"], tokens, valid, True, rng, axis_name), jnp.float32(0.0), {}
+    key = jax.random.PRNGKey(0) if rng is None else rng
+    inputs, targets, weights = corrupt_tokens(jax.random.fold_in(key, 0x6D4C4D), tokens, valid, mlm["corrupt"],
+                                              axis_name)
+    h = hidden_states(model, params["encoder"], inputs, valid, True, rng, axis_name)
+    emb = params["encoder"]["tok_emb"]["embedding"]
+    logits = jnp.einsum("btw,vw->btv", h, emb) + params["mlm_bias"]
+    loss, aux = losses.token_cross_entropy(logits, targets, weights, axis_name)
+    return h, mlm["weight"] * loss, {"mlm_loss": loss, "mlm_accuracy": aux["accuracy"]}
+
+
+def task_metrics(task_loss: jax.Array, mlm_metrics: dict) -> dict:
+    """The objective's own loss as ``task_loss`` next to the joint masked-LM metrics (empty when off)."""
+    return {"task_loss": task_loss, **mlm_metrics} if mlm_metrics else {}
+
+
 def make_encode(model):
     """``encode(params, state, tokens, mask) -> [B, W]``: mean-pooled encoder states."""
     def encode(params, state, tokens, mask=None):
@@ -104,24 +157,26 @@ def pair_classifier(config: ml_collections.ConfigDict, name: str, pairs, rate_me
     """
     import flax.linen as nn
 
-    from sslx import losses
     from sslx.methods.base import Method
     model = encoder(config)
     head = nn.Dense(2, name=f"{name}_head")
+    mlm = joint_mlm(config, name)
 
     def init(rng, batch):
         sents, _, _ = check_window_batch(batch, name, window=2)
         k_enc, k_head = jax.random.split(rng)
         t = 1 + 2 * (sents.shape[2] + 1)
         enc = model.init(k_enc, jnp.zeros((1, t), jnp.int32))["params"]
-        return {"encoder": enc, "head": head.init(k_head, jnp.zeros((1, model.width)))["params"]}, {}
+        return init_joint_mlm({"encoder": enc, "head": head.init(k_head, jnp.zeros((1, model.width)))["params"]},
+                              mlm), {}
 
     def loss_fn(params, state, batch, rng):
         k_pair, k_drop = jax.random.split(rng)
         tokens, valid, labels = pairs(batch, k_pair)
-        h = hidden_states(model, params["encoder"], tokens, valid, True, k_drop, axis_name)
+        h, extra, mlm_metrics = encoder_pass(model, params, tokens, valid, k_drop, axis_name, mlm)
         logits = head.apply({"params": params["head"]}, h[:, 0])
         loss, aux = losses.token_cross_entropy(logits, labels, None, axis_name)
-        return loss, (state, {"accuracy": aux["accuracy"], rate_metric: jnp.mean(labels.astype(jnp.float32))})
+        return loss + extra, (state, {"accuracy": aux["accuracy"], rate_metric: jnp.mean(labels.astype(jnp.float32)),
+                                      **task_metrics(loss, mlm_metrics)})
 
     return Method(name=name, init=init, loss_fn=loss_fn, encode=make_encode(model), axis_name=axis_name)

@@ -21,7 +21,8 @@ import ml_collections
 from sslx import losses
 from sslx.augment.text_pairs import pack_segments, shuffle_sentences
 from sslx.methods.base import DATA_AXIS, Method, example_keys
-from sslx.methods.text.sentence import check_window_batch, encoder, hidden_states, make_encode, special_ids
+from sslx.methods.text.sentence import (check_window_batch, encoder, encoder_pass, init_joint_mlm, joint_mlm,
+                                        make_encode, special_ids, task_metrics)
 
 
 def segment_means(h: jax.Array, segment: jax.Array, num: int) -> jax.Array:
@@ -49,6 +50,7 @@ def sentence_order(config: ml_collections.ConfigDict, axis_name: Optional[str] =
     del total_steps
     model = encoder(config)
     ids = special_ids(config)
+    mlm = joint_mlm(config, "sentence_order")
 
     def shuffled(batch, rng):
         return sentence_order_inputs(batch, rng, ids, axis_name)
@@ -61,17 +63,18 @@ def sentence_order(config: ml_collections.ConfigDict, axis_name: Optional[str] =
         k_enc, k_head = jax.random.split(rng)
         enc = model.init(k_enc, jnp.zeros((1, 1 + k * (s + 1)), jnp.int32))["params"]
         head = nn.Dense(k).init(k_head, jnp.zeros((1, model.width)))["params"]
-        return {"encoder": enc, "head": head}, {}
+        return init_joint_mlm({"encoder": enc, "head": head}, mlm), {}
 
     def loss_fn(params, state, batch, rng):
         k_shuf, k_drop = jax.random.split(rng)
         tokens, valid, seg, order = shuffled(batch, k_shuf)
         k = order.shape[1]
-        h = hidden_states(model, params["encoder"], tokens, valid, True, k_drop, axis_name)
+        h, extra, mlm_metrics = encoder_pass(model, params, tokens, valid, k_drop, axis_name, mlm)
         logits = nn.Dense(k).apply({"params": params["head"]}, segment_means(h, seg, k))  # [B, K, K]
         loss, aux = losses.token_cross_entropy(logits, order, None, axis_name)
         exact = jnp.mean(jnp.all(jnp.argmax(logits, -1) == order, axis=1).astype(jnp.float32))
-        return loss, (state, {"accuracy": aux["accuracy"], "exact_order": exact})
+        return loss + extra, (state, {"accuracy": aux["accuracy"], "exact_order": exact,
+                                      **task_metrics(loss, mlm_metrics)})
 
     return Method(name="sentence_order", init=init, loss_fn=loss_fn, encode=make_encode(model),
                   axis_name=axis_name)

@@ -20,7 +20,8 @@ import ml_collections
 from sslx import losses
 from sslx.augment.text_pairs import pack_segments, shuffle_tokens
 from sslx.methods.base import DATA_AXIS, Method, example_keys
-from sslx.methods.text.sentence import check_sentence_batch, encoder, hidden_states, make_encode, special_ids
+from sslx.methods.text.sentence import (check_sentence_batch, encoder, encoder_pass, init_joint_mlm, joint_mlm,
+                                        make_encode, special_ids, task_metrics)
 
 
 def word_order_inputs(batch: dict, rng: jax.Array, ids: dict, axis_name: Optional[str] = None
@@ -43,6 +44,7 @@ def word_order(config: ml_collections.ConfigDict, axis_name: Optional[str] = DAT
     del total_steps
     model = encoder(config)
     ids = special_ids(config)
+    mlm = joint_mlm(config, "word_order")
 
     def shuffled(batch, rng):
         return word_order_inputs(batch, rng, ids, axis_name)
@@ -55,15 +57,16 @@ def word_order(config: ml_collections.ConfigDict, axis_name: Optional[str] = DAT
         s = tokens.shape[1]
         k_enc, k_head = jax.random.split(rng)
         enc = model.init(k_enc, jnp.zeros((1, s + 2), jnp.int32))["params"]
-        return {"encoder": enc, "head": head(s).init(k_head, jnp.zeros((1, model.width)))["params"]}, {}
+        return init_joint_mlm({"encoder": enc, "head": head(s).init(k_head, jnp.zeros((1, model.width)))["params"]},
+                              mlm), {}
 
     def loss_fn(params, state, batch, rng):
         k_shuf, k_drop = jax.random.split(rng)
         inp, valid, targets, weights = shuffled(batch, k_shuf)
         s = targets.shape[1]
-        h = hidden_states(model, params["encoder"], inp, valid, True, k_drop, axis_name)
+        h, extra, mlm_metrics = encoder_pass(model, params, inp, valid, k_drop, axis_name, mlm)
         logits = head(s).apply({"params": params["head"]}, h[:, 1:s + 1])
         loss, aux = losses.token_cross_entropy(logits, targets, weights, axis_name)
-        return loss, (state, {"accuracy": aux["accuracy"]})
+        return loss + extra, (state, {"accuracy": aux["accuracy"], **task_metrics(loss, mlm_metrics)})
 
     return Method(name="word_order", init=init, loss_fn=loss_fn, encode=make_encode(model), axis_name=axis_name)
