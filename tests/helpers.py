@@ -7,6 +7,10 @@ from sslx.train import ParallelStep, create_train_state, make_optimizer, make_st
 
 from sslx.configs import simclr as simclr_cfg
 
+# XLA_FLAGS for subprocess smoke runs of a step or two, whose time is compilation: -O0 compiles
+# about twice as fast (see conftest.py). Scripts that run real loops keep the default flags.
+COMPILE_BOUND_XLA_FLAGS = "--xla_backend_optimization_level=0"
+
 
 def apply_overrides(c, overrides: dict):
     """Set dotted keys (``{"model.dtype": "float64"}``) on a ConfigDict; returns it."""

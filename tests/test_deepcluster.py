@@ -21,7 +21,7 @@ from sslx.methods import get_method
 from sslx.methods.base import EpochContext
 from sslx.methods.image.deepcluster import (init_centroids, kmeans, pca_whiten, run_kmeans_sharded,
                                             sobel_filter, split_empty_clusters)
-from tests.helpers import random_batch, run_steps, tiny_training
+from tests.helpers import COMPILE_BOUND_XLA_FLAGS, random_batch, run_steps, tiny_training
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -411,7 +411,7 @@ def test_benchmark_script_runs():
     out = subprocess.run([sys.executable, "scripts/benchmark.py", "--config", "sslx/configs/deepcluster.py:fashion_mnist",
                           "--steps", "2", "--repeats", "1", "--warmup", "0", "--config.batch_size=32"],
                          cwd=REPO, capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"})
+                         env={**os.environ, "XLA_FLAGS": COMPILE_BOUND_XLA_FLAGS, "JAX_PLATFORMS": "cpu"})
     assert out.returncode == 0, out.stderr[-3000:]
     row = json.loads(out.stdout.strip().splitlines()[-1])
     assert row["method"] == "deepcluster" and np.isfinite(row["loss"])

@@ -14,7 +14,7 @@ from sslx.methods.text.gpt import lm_logits, sample
 from sslx.methods.text.stream import StreamStep, data_key, make_loss_estimator
 from sslx.data.text import sample_windows
 from sslx.train import create_train_state, make_optimizer, make_step_fn
-from tests.helpers import run_steps, tiny_training
+from tests.helpers import COMPILE_BOUND_XLA_FLAGS, run_steps, tiny_training
 
 V = 11
 
@@ -265,7 +265,7 @@ def test_profile_gpt_script_smoke():
     import sys
     from pathlib import Path
     repo = Path(__file__).resolve().parents[1]
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env = dict(os.environ, XLA_FLAGS=COMPILE_BOUND_XLA_FLAGS)
     out = subprocess.run([sys.executable, "scripts/profile_gpt.py", "--config", "tiny", "--steps", "2", "--repeats", "1",
                           "--devices", "2"], cwd=repo, capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0, out.stderr[-3000:]

@@ -7,14 +7,15 @@ import sys
 import pytest
 
 from tests.conftest import REPO
+from tests.helpers import COMPILE_BOUND_XLA_FLAGS
 
 SMALL = ["--config.train.num_steps=20", "--config.batch_size=64", "--config.model.encoder_kwargs.features=(8, 16)",
          "--config.model.encoder_kwargs.strides=(1, 2)", "--config.train.checkpoint_every=10",
          "--config.eval.probe_epochs=20", "--config.train.eval_every=10"]
 
 
-def _run(script, *args, timeout=300):
-    env = dict(os.environ, XLA_FLAGS="", PYTHONPATH=str(REPO))
+def _run(script, *args, timeout=300, compile_bound=False):
+    env = dict(os.environ, XLA_FLAGS=COMPILE_BOUND_XLA_FLAGS if compile_bound else "", PYTHONPATH=str(REPO))
     r = subprocess.run([sys.executable, str(REPO / "scripts" / script), *args], env=env, capture_output=True,
                        text=True, timeout=timeout)
     assert r.returncode == 0, r.stderr[-4000:]
@@ -64,7 +65,7 @@ def test_evaluate_script_matches_training_results(trained):
 
 def test_benchmark_prints_a_json_line():
     r = _run("benchmark.py", "--config", f"{REPO}/sslx/configs/simclr.py:digits", "--config.batch_size=32",
-             "--config.model.encoder_kwargs.features=(8, 16)", "--config.model.encoder_kwargs.strides=(1, 2)", "--steps=2", "--repeats=2", "--noaugment")
+             "--config.model.encoder_kwargs.features=(8, 16)", "--config.model.encoder_kwargs.strides=(1, 2)", "--steps=2", "--repeats=2", "--noaugment", compile_bound=True)
     line = json.loads(r.stdout.strip().splitlines()[-1])
     assert line["examples_per_sec"] > 0 and line["device"].startswith("cpu") and line["augment"] is False
     assert line["batch_size"] == 32
@@ -76,6 +77,6 @@ def test_benchmark_prints_a_json_line():
 @pytest.mark.parametrize("name", ["context_encoder", "cpc", "swav"])
 def test_benchmark_runs_objectives(name):
     r = _run("benchmark.py", "--config", f"{REPO}/sslx/configs/{name}.py:digits", "--config.batch_size=32",
-             "--steps=1", "--repeats=1", "--warmup=0")
+             "--steps=1", "--repeats=1", "--warmup=0", compile_bound=True)
     line = json.loads(r.stdout.strip().splitlines()[-1])
     assert line["method"] == name and line["image_size"] == 8 and line["examples_per_sec"] > 0
