@@ -211,6 +211,15 @@ def test_svm_cross_validation_protocol():
     x_hard = x + rng.normal(size=x.shape) * 3.0
     a, b = (svm_cross_validation(x_hard, y, seed=3, **quick) for _ in range(2))
     assert a["fold_acc"] == b["fold_acc"] and a["chosen_c"] == b["chosen_c"]  # deterministic given the seed
+    # standardize=True: z-scored within each training fold, so per-feature rescaling and shifts
+    # cannot change the result; without it, one huge noise feature swamps the RBF kernel.
+    scaled = x_hard * np.array([1.0, 1e3, 1e-3, 5.0, 1.0]) + np.array([0.0, 7.0, -3.0, 0.0, 1e3])
+    s1, s2 = (svm_cross_validation(v, y, seed=3, standardize=True, **quick) for v in (x_hard, scaled))
+    assert s1["fold_acc"] == pytest.approx(s2["fold_acc"]) and s1["chosen_c"] == s2["chosen_c"]
+    swamped = np.concatenate([x_hard, 1e3 * rng.normal(size=(80, 1))], axis=1)
+    raw_sw = svm_cross_validation(swamped, y, seed=3, **quick)
+    std_sw = svm_cross_validation(swamped, y, seed=3, standardize=True, **quick)
+    assert std_sw["mean"] > raw_sw["mean"] + 10.0
     with pytest.raises(ValueError, match="two classes"):
         svm_cross_validation(x, np.zeros(80, int))
     with pytest.raises(ValueError, match="lower folds"):
