@@ -11,7 +11,7 @@ The fold split and the inner splits come from ``seed`` (deterministic).
 ``standardize=True`` z-scores every feature with statistics of the training part of each fold
 (a ``StandardScaler`` in the pipeline, so held-out folds never inform it). InfoGraph's protocol
 does not scale; the RBF kernel's ``gamma='scale'`` then sees the raw feature scales, which for an
-untrained encoder can dominate the score (see docs/results.md).
+untrained encoder can dominate the score.
 """
 from __future__ import annotations
 
