@@ -226,6 +226,25 @@ def test_svm_cross_validation_protocol():
         svm_cross_validation(x[:45], y[:45])
     with pytest.raises(ValueError, match="kernel"):
         svm_cross_validation(x, y, kernel="poly")
+    with pytest.raises(ValueError, match="max_iter"):
+        svm_cross_validation(x, y, max_iter=0)
+
+
+def test_svm_cross_validation_bounds_and_reports_unconverged_fits():
+    """libsvm has no iteration limit of its own; a fit that hits max_iter is counted and warned
+    about, and its score is still used (nothing dropped)."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    rng = np.random.default_rng(1)
+    y = np.repeat([0, 1], 30)
+    x = rng.normal(size=(60, 4)) + 0.3 * y[:, None]  # overlapping classes: large C needs many iterations
+    quick = dict(folds=3, inner_folds=2, cs=(1e3,), kernel="linear", seed=0)
+    with pytest.warns(ConvergenceWarning, match=r"stopped at max_iter=5 .*Raise max_iter"):
+        capped = svm_cross_validation(x, y, max_iter=5, **quick)
+    assert capped["unconverged_fits"] == 3 * 2 + 3  # every inner fit and every refit
+    assert len(capped["fold_acc"]) == 3 and 0.0 <= capped["mean"] <= 100.0
+    full = svm_cross_validation(x, y, **quick)
+    assert full["unconverged_fits"] == 0
 
 
 # ---------------------------------------------------------------- configs and a short run
