@@ -47,16 +47,22 @@ def test_node_table_records_and_resume(tmp_path):
     assert len(rec.read_text().splitlines()) == 4 and "| cora | 3 |" in md.read_text()
 
 
-def test_bad_flags_are_named():
+def _script_module():
+    """The script imported as a module, once per process (its absl flags can be defined only once)."""
     import importlib.util
 
-    from sslx.configs import dgi as dgi_cfg
-    mod = sys.modules.get("reproduce_graph_script")  # its absl flags can be defined once per process
+    mod = sys.modules.get("reproduce_graph_script")
     if mod is None:
         spec = importlib.util.spec_from_file_location("reproduce_graph_script", SCRIPT)
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
         sys.modules["reproduce_graph_script"] = mod
+    return mod
+
+
+def test_bad_flags_are_named():
+    from sslx.configs import dgi as dgi_cfg
+    mod = _script_module()
     with pytest.raises(ValueError, match="expected 'method:dataset'"):
         mod.parse_runs(["dgi"], "node")
     with pytest.raises(ValueError, match="no key 'train.no_such_key'"):
@@ -129,11 +135,7 @@ def test_semi_table_plain_gcn_vs_partitioning(tmp_path):
 
 def test_graph_level_table_marks_rows_without_z_scored_columns():
     """Rows recorded before the z-scored columns existed render '—' there, not a crash or a zero."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("reproduce_graph_mod", REPO / "scripts" / "reproduce_graph.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _script_module()
     base = {"table": "graph_level", "method": "infograph", "dataset": "mutag", "overrides": [], "load": "idle"}
     res = {"dataset": "MUTAG", "acc": 85.0, "random_acc": 80.0, "epochs": 20, "train_s": 1.0, "eval_s": 1.0}
     old = [dict(base, seed=s, result=dict(res)) for s in (0, 1)]
