@@ -1,7 +1,7 @@
 """Reproduce the text results: GPT on tiny shakespeare at character level (nanoGPT's CPU config).
 
     python scripts/reproduce_text.py [--data_dir ../shared/data/text] [--out docs/results_text.md]
-        [--steps 2000] [--steps_per_call 50] [--seed 0] [--sample 300]
+        [--steps 2000] [--steps_per_call 50] [--seed 0] [--sample 300] [--devices 1]
 
 Trains ``sslx/configs/gpt.py:shakespeare_char`` (context 64, batch 12, 4x4x128, AdamW 1e-3,
 100 warmup steps, cosine to 1e-4, beta2 0.99, wd 0.1 on 2-D weights, clip 1.0) with the
@@ -21,6 +21,21 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def _host_devices_flag(argv: list[str]) -> None:
+    """``--devices N`` on the CPU needs N host devices, which XLA reads from XLA_FLAGS once, at
+    backend start: set it before jax is imported (no effect on GPU/TPU backends)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--devices", type=int, default=1)
+    n = pre.parse_known_args(argv)[0].devices
+    flags = os.environ.get("XLA_FLAGS", "")
+    if n > 1 and "xla_force_host_platform_device_count" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={n}".strip()
+
+
+if __name__ == "__main__":
+    _host_devices_flag(sys.argv[1:])
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -48,8 +63,12 @@ def loadavg() -> str:
         return "n/a"
 
 
-def train_gpt(config, data_dir=None, steps_per_call: int = 50, log=print) -> dict:
-    """Train the GPT of ``config`` on tiny shakespeare characters; returns losses, timings and params."""
+def train_gpt(config, data_dir=None, steps_per_call: int = 50, log=print, devices=None) -> dict:
+    """Train the GPT of ``config`` on tiny shakespeare characters; returns losses, timings and params.
+
+    ``devices`` (default: the first device) split each batch of ``config.batch_size`` windows
+    (data parallel, gradients averaged across them)."""
+    devices = list(devices) if devices is not None else jax.devices()[:1]
     t_start = time.perf_counter()
     load0 = loadavg()
     train_text = load_text_corpus("tinyshakespeare", "train", data_dir)
@@ -65,7 +84,7 @@ def train_gpt(config, data_dir=None, steps_per_call: int = 50, log=print) -> dic
     method = get_method(config)
     tx, schedule = make_optimizer(config.optimizer, steps, config.batch_size)
     runner = StreamStep(make_step_fn(method, tx, schedule), window, config.batch_size,
-                        devices=jax.devices()[:1], steps_per_call=steps_per_call)
+                        devices=devices, steps_per_call=steps_per_call)
     example = {"tokens": jnp.zeros((1, window), jnp.int32)}
     ts = runner.put_state(create_train_state(method, tx, jax.random.PRNGKey(config.seed), example))
     train_stream, val_stream = runner.put_stream(train_ids), runner.put_stream(val_ids)
@@ -90,17 +109,18 @@ def train_gpt(config, data_dir=None, steps_per_call: int = 50, log=print) -> dic
             "wall_s": t_end - t_start, "setup_s": t_ready - t_start, "compile_first_call_s": t_compiled - t_ready,
             "train_s": t_trained - t_ready, "eval_s": t_end - t_trained,
             "ms_per_iter": 1000 * (t_trained - t_compiled) / max(timed_steps, 1),
-            "load_before": load0, "load_after": loadavg(), "threads": thread_settings(),
+            "load_before": load0, "load_after": loadavg(), "threads": thread_settings(), "devices": len(devices),
             "params": ts.params, "tokenizer": tok, "config": config}
 
 
 def write_table(res: dict, path: str, sample_text: str = "") -> None:
+    ndev = f", {res['devices']} devices" if res.get("devices", 1) > 1 else ""
     lines = [
         "# Text results", "",
         "## GPT, tiny shakespeare, character level (nanoGPT CPU configuration)", "",
         "| run | val loss | train loss | wall (s) | ms / iteration | load average (1, 5, 15 min) |",
         "| --- | --- | --- | --- | --- | --- |",
-        f"| sslx (JAX, {jax.devices()[0].platform}) | {res['val_loss']:.4f} | {res['train_loss']:.4f} | "
+        f"| sslx (JAX, {jax.devices()[0].platform}{ndev}) | {res['val_loss']:.4f} | {res['train_loss']:.4f} | "
         f"{res['wall_s']:.1f} | {res['ms_per_iter']:.1f} | before {res['load_before']}, after {res['load_after']} |",
         f"| nanoGPT (PyTorch 2.13 CPU, idle machine) | {NANOGPT['val']} | {NANOGPT['train']} | {NANOGPT['wall_s']} | "
         f"{NANOGPT['ms_per_iter']} | idle |", "",
@@ -131,13 +151,20 @@ def main(argv=None) -> dict:
     ap.add_argument("--steps_per_call", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sample", type=int, default=300, help="characters to sample after training (0: none)")
+    ap.add_argument("--devices", type=int, default=1,
+                    help="devices to split each batch over (data parallel); on the CPU these are host devices "
+                         "running on separate threads")
     args = ap.parse_args(argv)
+    if args.devices < 1 or args.devices > len(jax.devices()):
+        raise SystemExit(f"--devices {args.devices}: {len(jax.devices())} {jax.devices()[0].platform} device(s) are "
+                         "available. On the CPU, run the script directly (it then sets XLA_FLAGS="
+                         "--xla_force_host_platform_device_count) or set that flag before jax starts.")
     config = gpt_cfg.get_config(args.config)
     config.seed = args.seed
     if args.steps:
         config.train.num_steps = args.steps
     spc = args.steps_per_call or int(config.train.get("steps_per_call", 1))
-    res = train_gpt(config, args.data_dir, spc)
+    res = train_gpt(config, args.data_dir, spc, devices=jax.devices()[:args.devices])
     print(f"GPT shakespeare_char: val loss {res['val_loss']:.4f}, train loss {res['train_loss']:.4f} "
           f"after {res['steps']} iterations")
     print(f"wall {res['wall_s']:.1f} s (setup {res['setup_s']:.1f}, first call incl. compile "

@@ -250,12 +250,15 @@ def test_reproduce_text_script_smoke(tmp_path):
     (tmp_path / "tinyshakespeare" / "input.txt").write_text("To be, or not to be: that is the question.\n" * 60)
     out = tmp_path / "results.md"
     res = mod.main(["--config", "tiny", "--data_dir", str(tmp_path), "--out", str(out), "--steps", "40",
-                    "--steps_per_call", "20", "--sample", "30"])
+                    "--steps_per_call", "20", "--sample", "30", "--devices", "2"])  # batch 8 split over 2
     assert res["config"].model.vocab_size == res["tokenizer"].vocab_size == len(set("To be, or not to be: that is the question.\n"))
     assert np.isfinite(res["val_loss"]) and res["val_loss"] < math.log(res["tokenizer"].vocab_size)
     assert res["ms_per_iter"] > 0 and res["wall_s"] >= res["train_s"]
     table = out.read_text()
-    assert "| sslx" in table and f"{res['val_loss']:.4f}" in table and "nanoGPT" in table
+    assert "| sslx (JAX, cpu, 2 devices)" in table and f"{res['val_loss']:.4f}" in table and "nanoGPT" in table
+    assert res["devices"] == 2
+    with pytest.raises(SystemExit, match="--devices 9: 4 cpu device"):
+        mod.main(["--config", "tiny", "--data_dir", str(tmp_path), "--out", str(out), "--devices", "9"])
 
 
 def test_profile_gpt_script_smoke():
