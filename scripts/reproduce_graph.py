@@ -331,7 +331,10 @@ def graph_level_table(rows: list[dict]) -> list[str]:
              "(%) mean ± std over seeds. The final parameters are evaluated (no epoch selection). 'random init': "
              "the same encoder untrained, same protocol. 'z-scored': the same protocol with every embedding "
              "dimension standardised inside each training fold (mean and std of the training graphs), which "
-             "removes the RBF kernel's sensitivity to feature scale; '—' where a row predates that column.", "",
+             "removes the RBF kernel's sensitivity to feature scale; '—' where a row predates that column. "
+             "Node features: one-hot node labels (MUTAG), one-hot node degree where a dataset has none "
+             "(IMDB-BINARY; MVGRL: labels and degree); 'node_features=constant' rows give every node the feature "
+             "1 instead, as InfoGraph's code does.", "",
              "| method | dataset | seeds | accuracy | random init | accuracy (z-scored) | random init (z-scored) "
              "| paper | epochs | train s / seed | eval s / seed | load |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]

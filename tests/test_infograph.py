@@ -254,6 +254,8 @@ def test_configs_build():
         c = infograph_cfg.get_config(arg)
         assert get_method(c).name == "infograph"
         assert c.optimizer.lr == 1e-3 and c.batch_size == 128 and c.model.hidden == 32
+        # sets without node labels get the one-hot degree (issue 5), the others their labels
+        assert c.dataset.node_features == ("degree" if arg.startswith("imdb") else "labels")
     with pytest.raises(ValueError, match="mutag"):
         infograph_cfg.get_config("cora")
 

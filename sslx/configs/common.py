@@ -192,8 +192,8 @@ TU_DATASETS = {"mutag": "MUTAG", "imdb_binary": "IMDB-BINARY", "ptc_mr": "PTC_MR
 def graph_level_config(method: str, arg: str) -> ml_collections.ConfigDict:
     """The block the unsupervised graph-level objectives share (InfoGraph's setting and protocol).
 
-    TU dataset ``TU_DATASETS[arg]`` (node labels one-hot; the IMDB sets, which have none, a
-    constant feature), batches of 128 graphs, a 5-layer GIN of width 32 with synced BatchNorm
+    TU dataset ``TU_DATASETS[arg]`` (node labels one-hot; the IMDB sets, which have none, the
+    one-hot node degree, as issue 5 specifies), batches of 128 graphs, a 5-layer GIN of width 32 with synced BatchNorm
     and PyTorch's Linear initialisation, Adam lr 1e-3, 20 epochs; evaluation: 10-fold CV of an
     RBF SVM with C from inner 5-fold CV. Each config then sets its own method keys.
     """
@@ -201,7 +201,7 @@ def graph_level_config(method: str, arg: str) -> ml_collections.ConfigDict:
     c.method.name = method
     del c.method.temperature
     c.dataset.name = TU_DATASETS[arg]
-    c.dataset.node_features = "constant" if arg.startswith("imdb") else "labels"
+    c.dataset.node_features = "degree" if arg.startswith("imdb") else "labels"
     c.batch_size = 128
     c.model.encoder = "gin"
     c.model.hidden = 32

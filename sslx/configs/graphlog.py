@@ -14,7 +14,8 @@ layer, 5 layers, per-layer sum readouts concatenated, BatchNorm), batch 128 grap
 one batch-128 epoch of MUTAG is 2 steps, so the local-only warm-up is 5 epochs instead of 1, and
 there are fewer prototypes than the authors' 50 per level: 16 / 8 / 4 (finest first) for the
 small sets, 32 / 8 / 4 for the 1000-graph sets. The IMDB sets have no node labels: every node
-has the constant feature 1 and masking sets it to 0.
+has its one-hot degree as features (``dataset.node_features``; ``'constant'`` gives the
+feature 1) and masking sets them to 0.
 
 Graph keys: ``method.temperature``, ``method.num_prototypes``, ``method.local_epochs``,
 ``method.mask_rate``, ``method.drop_rate``, ``method.gamma``, ``model.hidden``,

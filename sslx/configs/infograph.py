@@ -9,9 +9,10 @@ batch 128 graphs, 20 epochs over the whole dataset (no labels), the final parame
 evaluated. Evaluation: 10-fold stratified CV of an RBF ``SVC`` with C chosen by inner 5-fold
 CV from {1e-3, ..., 1e3} (:func:`sslx.eval.graph_level.svm_cross_validation`).
 
-Node features: one-hot node labels (MUTAG, PTC_MR, PROTEINS). The IMDB sets have none;
-``dataset.node_features = 'constant'`` gives every node the feature 1 (as the authors'
-code does), ``'degree'`` a one-hot degree (the loader's default).
+Node features: one-hot node labels (MUTAG, PTC_MR, PROTEINS). The IMDB sets have none; they
+get the one-hot node degree (``dataset.node_features = 'degree'``, the loader's default and
+what issue 5 specifies); ``'constant'`` gives every node the feature 1, as the authors' code
+does (the earlier default here; both are in ``docs/results.md``).
 
 Graph keys: ``dataset.node_features``, ``model.hidden``, ``model.num_layers``,
 ``train.num_epochs``, ``eval.kernel``, ``eval.folds``, ``eval.inner_folds``.
