@@ -123,6 +123,22 @@ def test_gmi_padding_sparse_features_and_permutation_equivariance():
     assert_node_permutation_equivariant(lambda graph: m.encode(params, state, graph), g, 16)
 
 
+@pytest.mark.parametrize("squash", [True, False])
+def test_gmi_critic_sigmoid_hand_values(squash):
+    # A zero critic kernel with bias b scores every pair b: the feature-MI term is then
+    # softplus(-s) + softplus(s) with s = sigmoid(b) (the authors' Discriminator) or s = b (raw).
+    g, _ = sbm_graph()
+    m = get_method(tiny_config(edge_negative_samples=0, critic_sigmoid=squash))
+    params, state = m.init(jax.random.PRNGKey(0), {"graph": g})
+    b_x, b_nb = 3.0, -2.0
+    params = dict(params, crit_x={"kernel": jnp.zeros_like(params["crit_x"]["kernel"]), "bias": jnp.asarray(b_x)},
+                  crit_nb={"kernel": jnp.zeros_like(params["crit_nb"]["kernel"]), "bias": jnp.asarray(b_nb)})
+    _, (_, aux) = m.loss_fn(params, state, {"graph": g}, jax.random.PRNGKey(1))
+    for b, key in ((b_x, "fmi"), (b_nb, "neighbour_mi")):
+        s = 1 / (1 + math.exp(-b)) if squash else b
+        np.testing.assert_allclose(float(aux[key]), _sp(-s) + _sp(s), rtol=1e-5)
+
+
 def test_short_gmi_run_loss_goes_down():
     g, _ = sbm_graph(n_per=20, seed=1)
     c = tiny_config(edge_negative_samples=8)

@@ -10,7 +10,11 @@ Feature MI (FMI), as the authors' code splits it:
   against it (negatives);
 * ``I(h_i; x_j), j in N(i)``: a second critic scores ``h_i`` against the neighbourhood
   average ``n_i = PReLU(mean_{j in N(i)} (x W_1)_j)`` (negatives: ``h_k`` of random ``k``).
-Both with :func:`sslx.losses.gmi_jsd`, weighted ``alpha`` and ``beta``.
+Both with :func:`sslx.losses.gmi_jsd`, weighted ``alpha`` and ``beta``. As in the authors'
+discriminator (and the paper's ``D_w = sigmoid(...)``), the critic scores pass through a sigmoid
+before the JSD (``config.method.critic_sigmoid``, default True): the loss is then
+``softplus(-sigmoid(T_pos)) + softplus(sigmoid(T_neg))``, bounded, with gradients that vanish
+once a pair is confidently scored; ``False`` feeds the raw bilinear scores (the DGI-style JSD).
 
 Edge MI (EMI): ``sigmoid(h_i . h_j)`` against the adjacency with self-loops, the class-
 balanced BCE :func:`sslx.losses.gmi_edge_loss`, weight ``gamma``. This term is dense:
@@ -94,7 +98,8 @@ def gmi(config: ml_collections.ConfigDict, axis_name: Optional[str] = DATA_AXIS,
     """GMI as a :class:`Method` (full graph, one device).
 
     Reads ``config.model.features``, ``config.method.{alpha, beta, gamma}`` (term weights,
-    Cora: 0.8, 1.0, 1.0) and ``config.method.num_negatives`` (5).
+    Cora: 0.8, 1.0, 1.0), ``config.method.num_negatives`` (5) and ``config.method.critic_sigmoid``
+    (True: squash critic scores with a sigmoid before the JSD, as the authors do).
     """
     del total_steps
     features = tuple(int(f) for f in config.model.get("features", (512, 512)))
@@ -104,6 +109,7 @@ def gmi(config: ml_collections.ConfigDict, axis_name: Optional[str] = DATA_AXIS,
     num_neg = int(config.method.get("num_negatives", 5))
     if num_neg <= 0:
         raise ValueError(f"config.method.num_negatives must be positive, got {num_neg}.")
+    squash = jax.nn.sigmoid if bool(config.method.get("critic_sigmoid", True)) else (lambda s: s)
     edge_samples = int(config.method.get("edge_negative_samples", 0))
     if edge_samples < 0:
         raise ValueError(f"config.method.edge_negative_samples must be >= 0 (0: dense N x N), got {edge_samples}.")
@@ -154,7 +160,7 @@ def gmi(config: ml_collections.ConfigDict, axis_name: Optional[str] = DATA_AXIS,
         k1, k2 = jax.random.split(rng)
         neg1, neg2 = negative_indices(k1, n, num_neg, mask), negative_indices(k2, n, num_neg, mask)
         cx, cn = {"params": params["crit_x"]}, {"params": params["crit_nb"]}
-        score = lambda c, ap, b: crit.apply(c, ap, b, method="score")
+        score = lambda c, ap, b: squash(crit.apply(c, ap, b, method="score"))
         # I(h_i; x_i): critic(x, h); negatives pair h_i with x of random nodes
         xp = crit.apply(cx, x, h.shape[-1], method="project")
         l_fmi, _ = gmi_jsd(score(cx, xp, h), score(cx, xp[neg1], h[None]), mask)
