@@ -2,6 +2,7 @@
 
   python scripts/profile_gpt.py                 # parts + full step, 1 device
   python scripts/profile_gpt.py --devices 2     # also the real train step on 2 host devices
+  python scripts/profile_gpt.py --trace         # + where the library step's wall time goes, per XLA op
 
 Times forward + backward of each piece of the nanoGPT CPU configuration (batch 12 x 64
 tokens, width 128, 4 heads, vocabulary 65; ``--config tiny`` for a smoke run), each compiled
@@ -12,6 +13,11 @@ einsum version), GELU, LayerNorm, the tied logits + cross-entropy, the whole mod
 the whole model with AdamW + clipping, and the library's own train step
 (:class:`sslx.methods.text.stream.StreamStep`) on ``--devices`` CPU devices (data parallel:
 the batch split across devices, which run on separate threads). Prints one line per piece.
+
+``--trace`` then records one call of the library step with ``jax.profiler.trace`` and reads the
+trace back: how many XLA CPU ops (thunks, and their parallel sub-tasks) run per step, each
+thread's busy time per step against the wall time (the rest is scheduling and waiting between
+ops), and the op kinds that take the most time.
 """
 from __future__ import annotations
 
@@ -29,6 +35,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--config", default="shakespeare_char", help="gpt config arg giving the shapes (tiny: a smoke run)")
+    ap.add_argument("--trace", action="store_true", help="profile one library-step call and summarise it per op")
     args = ap.parse_args()
     if args.devices > 1:
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
@@ -130,6 +137,51 @@ def main() -> None:
         holder["ts"], m = runner(holder["ts"], stream)
         return m
     print(f"{f'sslx train step (StreamStep, {len(devices)} device(s))':44s} {timed(lib_step):7.2f} ms / step")
+    if args.trace:
+        trace_summary(lambda: jax.block_until_ready(lib_step()), r)
+
+
+def trace_summary(run, steps: int, top: int = 8) -> None:
+    """Profile one ``run()`` (``steps`` training steps) and print per-step op counts, busy time per
+    thread and the op kinds (HLO instruction names without their ``.N`` suffix) taking the most time."""
+    import collections
+    import glob
+    import gzip
+    import json
+    import re
+    import tempfile
+
+    import jax
+    with tempfile.TemporaryDirectory() as d:
+        with jax.profiler.trace(d):
+            run()
+        files = glob.glob(os.path.join(d, "**", "*.trace.json.gz"), recursive=True)
+        if not files:
+            print(f"--trace: jax.profiler wrote no *.trace.json.gz under {d}; no per-op summary.")
+            return
+        with gzip.open(files[0]) as f:
+            events = [e for e in json.load(f)["traceEvents"] if e.get("ph") == "X"]
+    # XLA CPU op events are named after HLO instructions ("dot.171", "ynn_fusion.41"); skip executor,
+    # threadpool and Python events and the control-flow thunks that contain other ops.
+    hlo = re.compile(r"^[a-z][\w\-]*(\.\d+)?$")
+    ops = [e for e in events if hlo.match(e["name"]) and re.sub(r"\.\d+$", "", e["name"]) not in
+           ("while", "conditional", "call")]
+    if not ops:
+        print("--trace: the trace holds no XLA op events; no per-op summary.")
+        return
+    busy = collections.Counter()
+    kinds, counts = collections.Counter(), collections.Counter()
+    for e in ops:
+        busy[e["tid"]] += e["dur"]
+        kind = re.sub(r"\.\d+$", "", e["name"])
+        kinds[kind] += e["dur"]
+        counts[kind] += 1
+    span = (max(e["ts"] + e["dur"] for e in ops) - min(e["ts"] for e in ops)) / 1000 / steps
+    threads = [t for t, _ in busy.most_common() if busy[t] / 1000 / steps > 0.01 * span]
+    print(f"trace: {len(ops) / steps:.0f} op events per step over {len(threads)} thread(s); wall {span:.2f} ms / step; "
+          "busy " + " / ".join(f"{busy[t] / 1000 / steps:.2f}" for t in threads) + " ms / step per thread")
+    for kind, us in kinds.most_common(top):
+        print(f"  {kind:40s} {counts[kind] / steps:6.1f} x {us / 1000 / steps:7.2f} ms / step")
 
 
 if __name__ == "__main__":

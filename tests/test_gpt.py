@@ -1,5 +1,6 @@
 """GPT: token cross-entropy, the loss_fn, 1 vs 4 devices, on-device window sampling, sampling, configs."""
 import math
+import re
 
 import chex
 import jax
@@ -270,8 +271,16 @@ def test_profile_gpt_script_smoke():
     repo = Path(__file__).resolve().parents[1]
     env = dict(os.environ, XLA_FLAGS=COMPILE_BOUND_XLA_FLAGS)
     out = subprocess.run([sys.executable, "scripts/profile_gpt.py", "--config", "tiny", "--steps", "2", "--repeats", "1",
-                          "--devices", "2"], cwd=repo, capture_output=True, text=True, timeout=300, env=env)
+                          "--devices", "2", "--trace"], cwd=repo, capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
-    rows = [line for line in out.stdout.splitlines() if line.endswith("ms / step")]
+    lines = out.stdout.splitlines()
+    rows = [line for line in lines if line.endswith("ms / step") and not line.startswith(("trace:", "  "))]
     assert len(rows) == 12 and "StreamStep, 2 device(s)" in rows[-1]
     assert all(float(line.split()[-4]) > 0 for line in rows)
+    # --trace: op events, wall and per-thread busy time per step, then the costliest op kinds
+    trace = [line for line in lines if line.startswith("trace:")]
+    assert len(trace) == 1, out.stdout[-2000:]
+    nums = [float(x) for x in re.findall(r"\d+\.?\d*", trace[0])]
+    assert nums[0] > 10 and all(x > 0 for x in nums[:3]), trace[0]
+    kinds = lines[lines.index(trace[0]) + 1:]
+    assert kinds and all(k.startswith("  ") and k.endswith("ms / step") for k in kinds)
