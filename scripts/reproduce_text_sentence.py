@@ -351,7 +351,8 @@ def write_table(res: dict, path: str) -> None:
         f"document-level ones on windows of consecutive sentences of `{res['doc_corpus']}` "
         "(wikitext2: the articles of the validation + test files; mr_clauses: the MR training snippets split "
         "at clause punctuation; tinyshakespeare: passages of 8 speeches). "
-        "`bidir_lm` features concatenate forward and backward states (2 x 64 dims). Loss 'end' is the mean of "
+        "`bidir_lm` features concatenate forward and backward states, `quick_thought` features the sentence and "
+        "context encoders' (2 x 64 dims each). Loss 'end' is the mean of "
         "the last 20 steps." + (" `<objective>+mlm`: the objective trained jointly with masked LM on its own encoder "
                                 "input (loss = objective + masked-LM cross-entropy, weight 1; BERT's NSP + MLM, ALBERT's SOP + MLM); "
                                 "its loss column is the sum." if any(n.endswith("+mlm") for n in res["objectives"]) else ""),

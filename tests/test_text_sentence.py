@@ -11,7 +11,7 @@ from sslx.augment.text_pairs import (nsp_partner, pack_segments, reverse_prefix,
                                      sentence_windows, shuffle_sentences, shuffle_tokens, sop_order, unshuffle)
 from sslx.configs import text_sentence as ts_cfg
 from sslx.eval.text import bag_of_words_accuracy, cv_logistic_accuracy, sentence_features
-from sslx.losses.text_pairs import candidate_info_nce
+from sslx.losses.text_pairs import candidate_info_nce, neighbour_contrastive_loss
 from sslx.methods import get_method
 from sslx.methods.text.neighbor_sentence import teacher_forcing
 from sslx.methods.text.sentence import encoder
@@ -240,6 +240,77 @@ def test_candidate_info_nce_matches_naive_and_hand_value():
     assert float(loss) == pytest.approx(math.log(1 + math.exp(-1)), rel=1e-6) and float(aux["accuracy"]) == 1.0
 
 
+def _naive_neighbour_loss(a, c, pos, excl, tau):
+    out, hits = [], []
+    for b in range(len(a)):
+        s = {j: a[b] @ c[j] / tau for j in range(len(c)) if j != excl[b]}
+        lz = math.log(sum(math.exp(v) for v in s.values()))
+        out += [-(s[p] - lz) for p in pos[b]]
+        hits.append(max(s, key=s.get) in set(pos[b]))
+    return np.mean(out), np.mean(hits)
+
+
+def test_neighbour_contrastive_loss_matches_naive_and_hand_value():
+    rng = np.random.default_rng(0)
+    a, c = rng.normal(size=(4, 5)), rng.normal(size=(12, 5))
+    excl = np.array([1, 4, 7, 10])
+    pos = np.stack([excl - 1, excl + 1], 1)
+    loss, aux = neighbour_contrastive_loss(jnp.asarray(a), jnp.asarray(c), jnp.asarray(pos), jnp.asarray(excl), 0.7)
+    want, acc = _naive_neighbour_loss(a, c, pos, excl, 0.7)
+    assert float(loss) == pytest.approx(want, rel=1e-5) and float(aux["accuracy"]) == pytest.approx(acc)
+    # cosine: invariant to rescaling anchors and candidates; equals the naive loss on unit vectors
+    lc, _ = neighbour_contrastive_loss(jnp.asarray(a), jnp.asarray(c), jnp.asarray(pos), jnp.asarray(excl), 0.5, True)
+    ls, _ = neighbour_contrastive_loss(jnp.asarray(3 * a), jnp.asarray(0.2 * c), jnp.asarray(pos), jnp.asarray(excl),
+                                       0.5, True)
+    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
+    assert float(lc) == pytest.approx(_naive_neighbour_loss(unit(a), unit(c), pos, excl, 0.5)[0], rel=1e-5)
+    assert float(ls) == pytest.approx(float(lc), rel=1e-5)
+    # Hand value: anchor e1; candidates (own, e1, 0, e1), own row excluded, positives rows 1 and 2:
+    # scores (1, 0, 1) -> loss = mean(log(2e + 1) - 1, log(2e + 1)); the top candidate is a neighbour.
+    cand = jnp.asarray([[1.0, 0.0], [1.0, 0.0], [0.0, 0.0], [1.0, 0.0]])
+    loss, aux = neighbour_contrastive_loss(jnp.asarray([[1.0, 0.0]]), cand, jnp.asarray([[1, 2]]), jnp.asarray([0]))
+    lz = math.log(2 * math.e + 1)
+    assert float(loss) == pytest.approx(((lz - 1) + lz) / 2, rel=1e-6) and float(aux["accuracy"]) == 1.0
+    with pytest.raises(ValueError, match="temperature"):
+        neighbour_contrastive_loss(jnp.asarray(a), jnp.asarray(c), jnp.asarray(pos), jnp.asarray(excl), 0.0)
+
+
+def test_quick_thought_loss_and_features_from_the_two_encoders():
+    """The method's loss is the naive quick-thought loss of f(centres) against g(every sentence);
+    encode concatenates f and g features."""
+    c = _config("quick_thought", **{"method.qt_temperature": 0.5})
+    method = get_method(c, axis_name=None)
+    batch = {k: jnp.asarray(v) for k, v in _batch("quick_thought").items()}
+    params, state = method.init(jax.random.PRNGKey(0), batch)
+    assert set(params) == {"encoder", "context_encoder"}
+    model = encoder(c)
+    sents, lengths = np.asarray(batch["sents"]), np.asarray(batch["lengths"])
+    b = len(sents)
+    rows = [_naive_pack(sents[i], lengths[i], [k]) for i in range(b) for k in range(3)]
+    tok = np.zeros((3 * b, S + 2), np.int32)
+    for i, r in enumerate(rows):
+        tok[i, :len(r)] = r
+    valid = tok != IDS["pad_id"]
+    valid[:, 0] = True
+
+    @jax.jit
+    def run(params):
+        loss, (_, m) = method.loss_fn(params, state, batch, jax.random.PRNGKey(1))
+        return loss, m, method.encode(params, state, tok, valid)
+
+    loss, m, feats = run(params)
+    pooled = {}
+    for name in ("encoder", "context_encoder"):
+        h = np.asarray(model.apply({"params": params[name]}, jnp.asarray(tok), jnp.asarray(valid), return_hidden=True))
+        pooled[name] = (h * valid[..., None]).sum(1) / valid.sum(1, keepdims=True)
+    centres = np.arange(b) * 3 + 1
+    want, acc = _naive_neighbour_loss(pooled["encoder"][centres], pooled["context_encoder"], np.stack(
+        [centres - 1, centres + 1], 1), centres, 0.5)
+    assert float(loss) == pytest.approx(want, rel=1e-4) and float(m["accuracy"]) == pytest.approx(acc)
+    np.testing.assert_allclose(np.asarray(feats), np.concatenate([pooled["encoder"], pooled["context_encoder"]], 1),
+                               rtol=1e-4, atol=1e-5)
+
+
 def test_nsp_loss_is_cross_entropy_of_the_cls_head():
     c = _config("nsp")
     method = get_method(c, axis_name=None)
@@ -348,7 +419,7 @@ def test_bidir_lm_loss_is_forward_plus_backward_next_token_ce():
 # ----------------------------------------------------------------------------- devices and training
 
 
-FOUR_DEVICE = ("nsp", "word_order", "masked_sentence", "sop+mlm")
+FOUR_DEVICE = ("nsp", "word_order", "masked_sentence", "quick_thought", "sop+mlm")
 
 
 @pytest.mark.parametrize("name", FOUR_DEVICE)

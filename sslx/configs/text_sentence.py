@@ -1,10 +1,10 @@
 """Sentence-level text objectives: ``--config sslx/configs/text_sentence.py:<arg>``.
 
 arg: one of ``nsp``, ``sop``, ``word_order``, ``sentence_order``, ``masked_sentence``,
-``neighbor_sentence``, ``bidir_lm``, ``mlm`` (masked LM with the same encoder, the reference
-row of ``scripts/reproduce_text_sentence.py``): a small CPU-sized pre-LN encoder (2 layers,
-width 64, 2 heads, sentences of at most 24 word pieces, a WordPiece vocabulary of 4000,
-AdamW 2e-3 with 100 warmup steps and cosine decay to 2e-4, batch 64, 1000 steps), or
+``neighbor_sentence``, ``quick_thought`` (its contrastive variant), ``bidir_lm``, ``mlm`` (masked
+LM with the same encoder, the reference row of ``scripts/reproduce_text_sentence.py``): a small
+CPU-sized pre-LN encoder (2 layers, width 64, 2 heads, sentences of at most 24 word pieces, a
+WordPiece vocabulary of 4000, AdamW 2e-3 with 100 warmup steps and cosine decay to 2e-4, batch 64, 1000 steps), or
 ``tiny_<objective>`` (a smoke configuration for tests). ``<objective>+mlm`` (not ``bidir_lm``)
 trains the objective jointly with masked LM on its own encoder input (``method.mlm_weight``
 1.0; BERT's NSP + MLM, ALBERT's SOP + MLM, StructBERT's order objectives + MLM).
@@ -15,8 +15,8 @@ consecutive sentences of ``wikitext2+mr_clauses``: WikiText-2 articles (modern E
 closer to movie reviews than ``tinyshakespeare``, which also works) plus MR snippets split at
 clause punctuation into pseudo-documents (in-domain text; MR sentences themselves are
 independent snippets, so they make no documents): NSP / SOP 2, neighbour sentences 3
-(previous, centre, next), sentence order and masked sentence 4. Special ids follow
-:data:`sslx.data.text.SPECIAL_TOKENS` (PAD 0, CLS 2, SEP 3, MASK 4).
+(previous, centre, next; also quick-thought), sentence order and masked sentence 4. Special ids
+follow :data:`sslx.data.text.SPECIAL_TOKENS` (PAD 0, CLS 2, SEP 3, MASK 4).
 """
 from __future__ import annotations
 
@@ -24,10 +24,11 @@ import ml_collections
 
 from sslx.configs.gpt import text_base
 
-OBJECTIVES = ("nsp", "sop", "word_order", "sentence_order", "masked_sentence", "neighbor_sentence", "bidir_lm")
+OBJECTIVES = ("nsp", "sop", "word_order", "sentence_order", "masked_sentence", "neighbor_sentence", "quick_thought",
+              "bidir_lm")
 ARGS = OBJECTIVES + ("mlm",)
 JOINT = tuple(f"{o}+mlm" for o in OBJECTIVES if o != "bidir_lm")  # trained jointly with masked LM
-WINDOWS = {"nsp": 2, "sop": 2, "sentence_order": 4, "masked_sentence": 4, "neighbor_sentence": 3}
+WINDOWS = {"nsp": 2, "sop": 2, "sentence_order": 4, "masked_sentence": 4, "neighbor_sentence": 3, "quick_thought": 3}
 
 
 def get_config(arg: str = "nsp") -> ml_collections.ConfigDict:
@@ -48,6 +49,8 @@ def get_config(arg: str = "nsp") -> ml_collections.ConfigDict:
     c.method.temperature = 0.1     # masked_sentence
     c.method.proj_dim = 64         # masked_sentence
     c.method.decoder_layers = 1    # neighbor_sentence
+    c.method.qt_temperature = 1.0  # quick_thought: score f(s) . g(c) / T (the paper: plain inner product)
+    c.method.qt_cosine = False     # quick_thought: cosine similarity instead
     c.method.special_ids = (0, 1, 2, 3, 4)  # mlm: never masked
     c.method.mask_prob = 0.15      # mlm
     c.method.mask_token_frac = 0.8

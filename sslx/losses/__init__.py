@@ -30,3 +30,6 @@ from sslx.losses.graph_proto import (graphlog_graph_nce, graphlog_node_nce, hier
 
 __all__ += ["graphlog_graph_nce", "graphlog_node_nce", "hierarchical_kmeans", "hierarchical_proto_nce",
             "spherical_kmeans"]
+from sslx.losses.text_pairs import candidate_info_nce, neighbour_contrastive_loss  # noqa: E402
+
+__all__ += ["candidate_info_nce", "neighbour_contrastive_loss"]

@@ -40,3 +40,38 @@ def candidate_info_nce(queries: jax.Array, candidates: jax.Array, labels: jax.Ar
     loss = -jnp.take_along_axis(logp, labels[:, None].astype(jnp.int32), axis=1)[:, 0]
     acc = (jnp.argmax(scores, axis=-1) == labels).astype(jnp.float32)
     return jnp.mean(loss), {"accuracy": jnp.mean(acc)}
+
+
+def neighbour_contrastive_loss(anchors: jax.Array, candidates: jax.Array, positives: jax.Array,
+                               exclude: jax.Array, temperature: float = 1.0, normalize: bool = False
+                               ) -> tuple[jax.Array, dict]:
+    """Quick-thought loss (Logeswaran & Lee 2018): pick a sentence's neighbours among candidates.
+
+    Args:
+      anchors: float [B, D] sentence encodings ``f(s_b)``.
+      candidates: float [C, D] context encodings ``g(c)`` of every candidate sentence (the whole
+        batch, gathered over devices), among them each anchor's neighbours.
+      positives: int [B, P] rows of ``candidates`` that are anchor ``b``'s neighbours.
+      exclude: int [B] the row of ``candidates`` holding anchor ``b``'s own sentence; it is
+        scored -inf (a sentence is not its own context).
+      temperature: scores are ``a . c / temperature`` (the paper: plain inner product, 1.0);
+      normalize: cosine similarity instead of the inner product.
+
+    Returns ``(mean over b and p of -log softmax_c(score_b)[positives[b, p]], {"accuracy"})``;
+    accuracy: the rate at which an anchor's top-scored candidate is one of its neighbours.
+    """
+    chex.assert_rank([anchors, candidates, positives, exclude], [2, 2, 2, 1])
+    chex.assert_equal_shape_prefix([anchors, positives, exclude], 1)
+    chex.assert_equal(anchors.shape[-1], candidates.shape[-1])
+    if temperature <= 0:
+        raise ValueError(f"neighbour_contrastive_loss: temperature must be > 0, got {temperature}.")
+    a, c = anchors.astype(jnp.float32), candidates.astype(jnp.float32)
+    if normalize:
+        a, c = l2_normalize(a), l2_normalize(c)
+    scores = a @ c.T / temperature                                     # [B, C]
+    own = jnp.arange(c.shape[0])[None, :] == exclude[:, None]
+    scores = jnp.where(own, -jnp.inf, scores)
+    logp = jax.nn.log_softmax(scores, axis=-1)
+    loss = -jnp.mean(jnp.take_along_axis(logp, positives.astype(jnp.int32), axis=1))
+    hit = jnp.any(jnp.argmax(scores, axis=-1)[:, None] == positives, axis=1)
+    return loss, {"accuracy": jnp.mean(hit.astype(jnp.float32))}

@@ -32,6 +32,7 @@ _REGISTRY: dict[str, Callable[..., Method]] = {
     "gpt": gpt, "mlm": mlm,
     "nsp": _text.nsp, "sop": _text.sop, "word_order": _text.word_order, "sentence_order": _text.sentence_order,
     "masked_sentence": _text.masked_sentence, "neighbor_sentence": _text.neighbor_sentence,
+    "quick_thought": _text.quick_thought,
     "bidir_lm": _text.bidir_lm,
     "cbow": _cbow, "skipgram": _skipgram,
     "simclr": simclr, "byol": byol, "moco": moco, "cpc": cpc, "amdim": amdim, "yadim": yadim,
