@@ -39,6 +39,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
+from sslx.configs import apply_overrides, select_overrides  # noqa: E402
+
 TABLES = ("node", "graph_level", "transfer", "semi")
 _TABLES = flags.DEFINE_list("tables", list(TABLES), f"Which tables to run and write: {', '.join(TABLES)}.")
 _NODE = flags.DEFINE_list("node", ["dgi:cora", "dgi:citeseer", "grace:cora", "mvgrl:cora", "gmi:cora", "merit:cora"],
@@ -100,32 +102,7 @@ def parse_runs(items: list[str], flag: str) -> list[tuple[str, str]]:
 
 def overrides_for(method: str) -> list[str]:
     """The ``--set`` items that apply to ``method`` (unprefixed ones apply to every method)."""
-    out = []
-    for item in _SET.value:
-        lhs, eq, value = item.partition("=")  # the method prefix is before the '=' (values may hold '/')
-        target, _, path = lhs.rpartition("/")
-        rest = path + eq + value
-        if not eq or "." not in path:
-            raise ValueError(f"--set {item!r}: expected '[method/]section.key=value'.")
-        if not target or target == method:
-            out.append(rest)
-    return out
-
-
-def apply_overrides(config, items: list[str]):
-    import ast
-    for item in items:
-        path, value = item.split("=", 1)
-        node, keys = config, path.split(".")
-        for k in keys[:-1]:
-            node = node[k]
-        if keys[-1] not in node:
-            raise ValueError(f"--set {item!r}: the config has no key {path!r}.")
-        try:
-            node[keys[-1]] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            node[keys[-1]] = value
-    return config
+    return select_overrides(_SET.value, method)
 
 
 def get_config(method: str, arg: str):

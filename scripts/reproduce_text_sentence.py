@@ -2,9 +2,11 @@
 
     python scripts/reproduce_text_sentence.py [--data_dir ../shared/data/text]
         [--out docs/results_text_sentence.md] [--steps 1000] [--objectives mlm,nsp,...] [--seed 0]
+        [--set quick_thought/method.qt_cosine=True ...]
 
 For each objective of ``sslx/configs/text_sentence.py`` (masked LM, NSP, SOP, shuffled word
-order, shuffled sentence order, masked sentence, neighbour sentences, forward+backward LM) one
+order, shuffled sentence order, masked sentence, neighbour sentences and their quick-thought
+variant, forward+backward LM) one
 small pre-LN encoder (2 layers, width 64) is pre-trained with the same budget (``--steps`` steps
 of batch 64, AdamW 2e-3, 100 warmup steps, cosine to 2e-4) on one CPU device:
 
@@ -43,6 +45,7 @@ import numpy as np  # noqa: E402
 
 from sslx.augment.text import mlm_mask, word_start_mask  # noqa: E402
 from sslx.augment.text_pairs import sentence_windows  # noqa: E402
+from sslx.configs import apply_overrides, select_overrides  # noqa: E402
 from sslx.configs import text_sentence as ts_cfg  # noqa: E402
 from sslx.data.text import (load_sentence_dataset, load_text_corpus, pad_sequences, split_documents,  # noqa: E402
                             split_sentences, train_subword_tokenizer)
@@ -252,11 +255,15 @@ def main(argv=None) -> dict:
     ap.add_argument("--fixed_c", type=float, default=None, help="probe with this C instead of the inner CV")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max_mr", type=int, default=0, help="> 0: probe on a class-balanced subset (smoke runs)")
+    ap.add_argument("--set", action="append", default=[], metavar="[OBJECTIVE/]SECTION.KEY=VALUE",
+                    help="config override for every objective, or for one with its prefix (repeatable), e.g. "
+                         "--set quick_thought/method.qt_cosine=True; the row label shows it")
     args = ap.parse_args(argv)
     objectives = [o for o in args.objectives.split(",") if o]
     for o in objectives:
         if o not in ts_cfg.ARGS + ts_cfg.JOINT:
             raise ValueError(f"--objectives: {o!r} is unknown; use some of {', '.join(ts_cfg.ARGS + ts_cfg.JOINT)}.")
+        apply_overrides(ts_cfg.get_config(o), select_overrides(args.set, o))  # bad --set items fail before any work
     t_all = time.perf_counter()
     load0 = loadavg()
 
@@ -292,7 +299,8 @@ def main(argv=None) -> dict:
     probe = Prober(mr_ids, labels, args.folds, args.seed, cs)
     results = {"bow": bow, "objectives": {}, "probe_cs": cs}
     for name in objectives:
-        c = ts_cfg.get_config(name)
+        sets = select_overrides(args.set, name)
+        c = apply_overrides(ts_cfg.get_config(name), sets)
         c.model.vocab_size = tok.vocab_size
         c.batch_size = args.batch_size
         if args.lr is not None:
@@ -312,7 +320,8 @@ def main(argv=None) -> dict:
         method, p0, p1, st, info = pretrain(c, data, steps, args.seed)
         t0 = time.perf_counter()
         rand, trained = probe(method.encode, p0, st), probe(method.encode, p1, st)
-        info.update(random=rand, trained=trained, probe_s=time.perf_counter() - t0, data=src, steps=steps)
+        info.update(random=rand, trained=trained, probe_s=time.perf_counter() - t0, data=src, steps=steps,
+                    overrides=sets)
         if name == "mlm":
             ho = mlm_rows(heldout_ids, s, tok, c.method.whole_word)
             info["heldout"] = {"trained": mlm_heldout(c, p1, ho, args.seed), "random": mlm_heldout(c, p0, ho, args.seed)}
@@ -362,7 +371,8 @@ def write_table(res: dict, path: str) -> None:
     ]
     for name, r in res["objectives"].items():
         t, z = r["trained"], r["random"]
-        label = name + (" (whole word)" if r.get("whole_word") else "")
+        label = name + (" (whole word)" if r.get("whole_word") else "") + (
+            f" ({', '.join(r['overrides'])})" if r.get("overrides") else "")
         lines.append(f"| {label} | {r['data']} | {r['first_loss']:.3f} -> {r['last_loss']:.3f} | "
                      f"{100 * t['mean']:.2f} +- {100 * t['std']:.2f} | {100 * z['mean']:.2f} +- {100 * z['std']:.2f} | "
                      f"{100 * (t['mean'] - z['mean']):+.2f} | {r['wall_s']:.1f} |")

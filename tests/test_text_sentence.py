@@ -530,6 +530,24 @@ def test_configs_build_and_unknown_arg_raises():
         get_method(_config("neighbor_sentence"), axis_name=None).init(jax.random.PRNGKey(0), b)
 
 
+def test_config_overrides_and_the_scripts_set_flag():
+    from scripts import reproduce_text_sentence as mod
+    from sslx.configs import apply_overrides, select_overrides
+    items = ["method.qt_temperature=0.1", "quick_thought/method.qt_cosine=True", "nsp/optimizer.lr=1e-3"]
+    assert select_overrides(items, "quick_thought") == ["method.qt_temperature=0.1", "method.qt_cosine=True"]
+    assert select_overrides(items, "quick_thought+mlm") == ["method.qt_temperature=0.1"]
+    c = apply_overrides(ts_cfg.get_config("quick_thought"), select_overrides(items, "quick_thought"))
+    assert c.method.qt_cosine is True and c.method.qt_temperature == 0.1
+    assert apply_overrides(ts_cfg.get_config("nsp"), ["dataset.name=mr"]).dataset.name == "mr"  # plain string
+    with pytest.raises(ValueError, match="expected"):
+        select_overrides(["method"], "nsp")
+    # a bad --set fails before any data is read
+    with pytest.raises(ValueError, match="no key 'method.no_such_key'"):
+        mod.main(["--objectives", "quick_thought", "--data_dir", "/nonexistent", "--set", "method.no_such_key=1"])
+    with pytest.raises(ValueError, match="no key 'nope.key'"):
+        mod.main(["--objectives", "nsp", "--data_dir", "/nonexistent", "--set", "nsp/nope.key=1"])
+
+
 def test_reproduce_script_data_helpers():
     from scripts.reproduce_text_sentence import _clean_wikitext, clause_documents, heldout_split
     tr, ho = heldout_split(1000, seed=0)
