@@ -10,6 +10,15 @@ import jax.numpy as jnp
 from sslx.losses.contrastive import l2_normalize
 
 
+def _similarity_inputs(name: str, temperature: float, normalize: bool, a: jax.Array, b: jax.Array
+                       ) -> tuple[jax.Array, jax.Array]:
+    """``a``, ``b`` in float32, L2-normalised along the last axis when ``normalize``; checks ``temperature``."""
+    if temperature <= 0:
+        raise ValueError(f"{name}: temperature must be > 0, got {temperature}.")
+    a, b = a.astype(jnp.float32), b.astype(jnp.float32)
+    return (l2_normalize(a), l2_normalize(b)) if normalize else (a, b)
+
+
 def candidate_info_nce(queries: jax.Array, candidates: jax.Array, labels: jax.Array,
                        valid: Optional[jax.Array] = None, temperature: float = 0.1,
                        normalize: bool = True) -> tuple[jax.Array, dict]:
@@ -27,11 +36,7 @@ def candidate_info_nce(queries: jax.Array, candidates: jax.Array, labels: jax.Ar
     chex.assert_rank([queries, candidates, labels], [2, 3, 1])
     chex.assert_equal_shape_prefix([queries, candidates, labels], 1)
     chex.assert_equal(queries.shape[-1], candidates.shape[-1])
-    if temperature <= 0:
-        raise ValueError(f"candidate_info_nce: temperature must be > 0, got {temperature}.")
-    q, k = queries.astype(jnp.float32), candidates.astype(jnp.float32)
-    if normalize:
-        q, k = l2_normalize(q), l2_normalize(k)
+    q, k = _similarity_inputs("candidate_info_nce", temperature, normalize, queries, candidates)
     scores = jnp.einsum("bd,bcd->bc", q, k) / temperature
     if valid is not None:
         chex.assert_equal_shape([valid, scores])
@@ -63,11 +68,7 @@ def neighbour_contrastive_loss(anchors: jax.Array, candidates: jax.Array, positi
     chex.assert_rank([anchors, candidates, positives, exclude], [2, 2, 2, 1])
     chex.assert_equal_shape_prefix([anchors, positives, exclude], 1)
     chex.assert_equal(anchors.shape[-1], candidates.shape[-1])
-    if temperature <= 0:
-        raise ValueError(f"neighbour_contrastive_loss: temperature must be > 0, got {temperature}.")
-    a, c = anchors.astype(jnp.float32), candidates.astype(jnp.float32)
-    if normalize:
-        a, c = l2_normalize(a), l2_normalize(c)
+    a, c = _similarity_inputs("neighbour_contrastive_loss", temperature, normalize, anchors, candidates)
     scores = a @ c.T / temperature                                     # [B, C]
     own = jnp.arange(c.shape[0])[None, :] == exclude[:, None]
     scores = jnp.where(own, -jnp.inf, scores)
