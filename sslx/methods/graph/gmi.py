@@ -11,7 +11,8 @@ Feature MI (FMI), as the authors' code splits it:
 * ``I(h_i; x_j), j in N(i)``: a second critic scores ``h_i`` against the neighbourhood
   average ``n_i = PReLU(mean_{j in N(i)} (x W_1)_j)`` (negatives: ``h_k`` of random ``k``).
 Both with :func:`sslx.losses.gmi_jsd`, weighted ``alpha`` and ``beta``. As in the authors'
-``Discriminator``, the critic scores pass through a sigmoid before the JSD (``config.method.critic_sigmoid``, default True): the loss is then
+``Discriminator``, the critic scores pass through a sigmoid before the JSD
+(``config.method.critic_sigmoid``, default True): the loss is then
 ``softplus(-sigmoid(T_pos)) + softplus(sigmoid(T_neg))``, bounded, with gradients that vanish
 once a pair is confidently scored; ``False`` feeds the raw bilinear scores (the DGI-style JSD).
 
