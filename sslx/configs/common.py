@@ -193,9 +193,9 @@ def graph_level_config(method: str, arg: str) -> ml_collections.ConfigDict:
     """The block the unsupervised graph-level objectives share (InfoGraph's setting and protocol).
 
     TU dataset ``TU_DATASETS[arg]`` (node labels one-hot; the IMDB sets, which have none, the
-    one-hot node degree, as issue 5 specifies), batches of 128 graphs, a 5-layer GIN of width 32 with synced BatchNorm
-    and PyTorch's Linear initialisation, Adam lr 1e-3, 20 epochs; evaluation: 10-fold CV of an
-    RBF SVM with C from inner 5-fold CV. Each config then sets its own method keys.
+    one-hot node degree, as issue 5 specifies), batches of 128 graphs, a 5-layer GIN of width 32
+    with synced BatchNorm and PyTorch's Linear initialisation, Adam lr 1e-3, 20 epochs;
+    evaluation: 10-fold CV of an RBF SVM with C from inner 5-fold CV. Each config then sets its own method keys.
     """
     c = base_config()
     c.method.name = method
