@@ -122,6 +122,38 @@ def test_subword_tokenizer_trained_offline(kind, tmp_path):
         T.train_subword_tokenizer(texts, kind="unigram")
 
 
+_TIED_WORDS = "speak speaker speaking unspeakable citizen proceed further resolved famish rather".split()
+_TIED_TEXTS = [" ".join(_TIED_WORDS[(i * 3) % 10:] + _TIED_WORDS[:(i * 3) % 10]) + " zq xv " for i in range(10)]
+
+
+@pytest.mark.parametrize("kind", ["wordpiece", "bpe"])
+def test_subword_tokenizer_is_deterministic_across_calls_and_processes(kind):
+    """The tokenizers trainers order the affixed characters by a randomly seeded hash map and
+    break tied merges by id; on this corpus (every word equally frequent) the unfixed trainer
+    gave 4 different vocabularies in 4 calls. Ours must give one, in-process and in a fresh
+    process, and every affixed single character must sit right after the special tokens, sorted."""
+    import subprocess
+    import sys
+
+    runs = {T.train_subword_tokenizer(_TIED_TEXTS, kind=kind, vocab_size=60, min_frequency=1).to_str()
+            for _ in range(3)}
+    code = ("import sys; from sslx.data import text as T; import tests.test_text_data as t; "
+            f"sys.stdout.write(T.train_subword_tokenizer(t._TIED_TEXTS, kind={kind!r}, vocab_size=60, "
+            "min_frequency=1).to_str())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+    runs.add(out.stdout)
+    assert len(runs) == 1
+    tok = T.train_subword_tokenizer(_TIED_TEXTS, kind=kind, vocab_size=60, min_frequency=1)
+    letters = sorted({c for w in _TIED_WORDS + ["zq", "xv"] for c in (w[1:] if kind == "wordpiece" else w[-1])})
+    affixed = [("##" + c) if kind == "wordpiece" else (c + "</w>") for c in letters]
+    assert tok.itos[5:5 + len(affixed)] == affixed
+    # Only the five real special tokens are special: an affixed piece typed into the text is not matched whole.
+    assert tok.decode(tok.encode("speak")).replace(" ", "") == "speak"
+    assert list(tok.special_ids) == [0, 1, 2, 3, 4]
+    assert len(tok.encode(affixed[0])) > 1
+
+
 def test_split_sentences_and_documents():
     text = ("Finally I did Z. Then I did Y! Mr. Smith said \"I did X.\" Was it 3 p.m. or so? Yes.\n"
             "It was J. R. R. Tolkien's book.")

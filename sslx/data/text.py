@@ -364,28 +364,59 @@ def train_subword_tokenizer(texts: Iterable[str], kind: str = "wordpiece", vocab
     """Train a WordPiece (``##`` continuation pieces, BERT style) or BPE tokenizer on ``texts``.
 
     Pre-tokenisation splits on whitespace and punctuation; ``lower`` lower-cases first.
-    Deterministic for a given corpus. Special tokens get ids 0..4.
+    Special tokens get ids 0..4. Deterministic for a given corpus: the same vocabulary, ids
+    and merges in every process and with ``TOKENIZERS_PARALLELISM`` on or off.
+
+    Why this needs care: the ``tokenizers`` trainers give the affixed single characters
+    (``##x`` for WordPiece, ``x</w>`` for BPE) ids in the order of a per-process randomly
+    seeded hash map and break ties between equally frequent merges by id. Without the fix
+    below the ids are permuted from run to run (so an embedding table initialised from a fixed
+    seed is not), and tied merges at the vocabulary cut-off come out differently. Here those
+    affixed characters are registered, sorted, right after the special tokens, which fixes
+    every id and every tie-break; the tokenizer is then rebuilt from the trained vocabulary
+    (and merges), with only the five real special tokens marked special.
     """
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-    if kind == "wordpiece":
-        tok = Tokenizer(models.WordPiece(unk_token=UNK))
-        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                            special_tokens=list(SPECIAL_TOKENS), show_progress=False)
-        tok.decoder = decoders.WordPiece()
-    elif kind == "bpe":
-        tok = Tokenizer(models.BPE(unk_token=UNK))
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                      special_tokens=list(SPECIAL_TOKENS), show_progress=False,
-                                      end_of_word_suffix="</w>")
-        tok.decoder = decoders.BPEDecoder(suffix="</w>")
-    else:
+    if kind not in ("wordpiece", "bpe"):
         raise ValueError(f"train_subword_tokenizer: kind {kind!r} is unknown; use 'wordpiece' or 'bpe'.")
-    norms = [normalizers.NFKC()] + ([normalizers.Lowercase()] if lower else [])
-    tok.normalizer = normalizers.Sequence(norms)
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace(), pre_tokenizers.Punctuation()])
-    tok.train_from_iterator(list(texts), trainer=trainer)
-    return SubwordTokenizer(tok)
+    texts = list(texts)
+    normalizer = normalizers.Sequence([normalizers.NFKC()] + ([normalizers.Lowercase()] if lower else []))
+    pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace(), pre_tokenizers.Punctuation()])
+    affixed: set[str] = set()
+    for text in texts:
+        for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)):
+            if kind == "wordpiece":
+                affixed.update("##" + c for c in word[1:])
+            elif word:
+                affixed.add(word[-1] + "</w>")
+    fixed = list(SPECIAL_TOKENS) + sorted(affixed)
+
+    def build(model: Any) -> Any:
+        tok = Tokenizer(model)
+        tok.normalizer, tok.pre_tokenizer = normalizer, pre_tokenizer
+        tok.decoder = decoders.WordPiece() if kind == "wordpiece" else decoders.BPEDecoder(suffix="</w>")
+        return tok
+
+    if kind == "wordpiece":
+        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
+                                            special_tokens=fixed, show_progress=False)
+        tok = build(models.WordPiece(unk_token=UNK))
+    else:
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=fixed,
+                                      show_progress=False, end_of_word_suffix="</w>")
+        tok = build(models.BPE(unk_token=UNK, end_of_word_suffix="</w>"))
+    tok.train_from_iterator(texts, trainer=trainer)
+    trained = json.loads(tok.to_str())["model"]
+    vocab = {t: int(i) for t, i in trained["vocab"].items()}
+    if kind == "wordpiece":
+        model = models.WordPiece(vocab, unk_token=UNK, continuing_subword_prefix="##")
+    else:
+        merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in trained["merges"]]
+        model = models.BPE(vocab, merges, unk_token=UNK, end_of_word_suffix="</w>")
+    out = build(model)
+    out.add_special_tokens(list(SPECIAL_TOKENS))
+    return SubwordTokenizer(out)
 
 
 # --------------------------------------------------------------------------
