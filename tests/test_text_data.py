@@ -1,4 +1,6 @@
 """Text data: corpora, tokenisers, segmentation, packing, deterministic window batches, tfds path."""
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -140,16 +142,16 @@ def test_subword_tokenizer_is_deterministic_across_calls_and_processes(kind):
     code = ("import sys; from sslx.data import text as T; import tests.test_text_data as t; "
             f"sys.stdout.write(T.train_subword_tokenizer(t._TIED_TEXTS, kind={kind!r}, vocab_size=60, "
             "min_frequency=1).to_str())")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+    repo = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=str(repo))
     runs.add(out.stdout)
     assert len(runs) == 1
     tok = T.train_subword_tokenizer(_TIED_TEXTS, kind=kind, vocab_size=60, min_frequency=1)
     letters = sorted({c for w in _TIED_WORDS + ["zq", "xv"] for c in (w[1:] if kind == "wordpiece" else w[-1])})
     affixed = [("##" + c) if kind == "wordpiece" else (c + "</w>") for c in letters]
     assert tok.itos[5:5 + len(affixed)] == affixed
-    # Only the five real special tokens are special: an affixed piece typed into the text is not matched whole.
     assert tok.decode(tok.encode("speak")).replace(" ", "") == "speak"
+    # Only the five real special tokens are special: an affixed piece typed into the text is not matched whole.
     assert list(tok.special_ids) == [0, 1, 2, 3, 4]
     assert len(tok.encode(affixed[0])) > 1
 
