@@ -1,5 +1,5 @@
 """Graph views for MVGRL / MERIT: personalised-PageRank diffusion (dense, optionally top-k
-sparsified) and a random edge modification.
+sparsified), a random edge modification, and node windows (subgraphs of consecutive nodes).
 
 Diffusion (Klicpera et al. 2019, as MVGRL computes it)::
 
@@ -22,8 +22,8 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 
-__all__ = ["diffusion_propagate", "modify_edges", "ppr_diffusion", "ppr_matrix", "ppr_matrix_host", "sparse_features",
-           "sparse_transform", "sparsify_diffusion"]
+__all__ = ["diffusion_propagate", "modify_edges", "node_window", "ppr_diffusion", "ppr_matrix", "ppr_matrix_host",
+           "sparse_features", "sparse_transform", "sparsify_diffusion"]
 
 
 def ppr_matrix(senders: jax.Array, receivers: jax.Array, num_nodes: int, alpha: float = 0.2, *,
@@ -125,7 +125,8 @@ def modify_edges(rng: jax.Array, senders: jax.Array, receivers: jax.Array, p: fl
     (``0 .. num_real_nodes - 1``; the real nodes must come first) are added.
 
     Returns ``(senders [E + A], receivers [E + A], keep_mask [E + A])`` for the GCN's
-    ``edge_mask`` argument (static shapes: ``A = round(p E)``).
+    ``edge_mask`` argument (static shapes: ``A = round(p E)``). With ``edge_mask`` only its
+    ``E_real`` edges are real: ``p E_real`` edges are added on average.
     """
     if not 0.0 <= p < 1.0:
         raise ValueError(f"edge modification rate must lie in [0, 1), got {p}.")
@@ -141,8 +142,30 @@ def modify_edges(rng: jax.Array, senders: jax.Array, receivers: jax.Array, p: fl
     new_s = jax.random.randint(k_s, (n_add,), 0, hi).astype(senders.dtype)
     new_r = jax.random.randint(k_r, (n_add,), 0, hi).astype(receivers.dtype)
     add_keep = new_s != new_r  # no self-loops (the GCN adds its own)
+    if edge_mask is not None:
+        # only the real edges count: each added slot is used with probability E_real / E, so that
+        # p E_real edges are added on average (a padded batch or a node window has E_real < E)
+        frac = jnp.sum(edge_mask.astype(jnp.float32)) / e
+        add_keep = add_keep & jax.random.bernoulli(jax.random.fold_in(rng, 1), frac, (n_add,))
     return (jnp.concatenate([senders, new_s]), jnp.concatenate([receivers, new_r]),
             jnp.concatenate([keep, add_keep]))
+
+
+def node_window(start: jax.Array, size: int, senders: jax.Array, receivers: jax.Array,
+                edge_mask: Optional[jax.Array] = None) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The edges inside the node window ``start .. start + size - 1``, relabelled to
+    ``0 .. size - 1`` (MERIT's / MVGRL's subgraph sampling, with static shapes).
+
+    ``senders, receivers [E]`` -> ``(senders [E], receivers [E], mask [E])``: ``mask`` is true
+    for the edges with both ends in the window (and in ``edge_mask``); the others point at
+    node 0 and are masked. ``start`` may be traced (a random window per step).
+    """
+    s, r = senders - start, receivers - start
+    inside = (s >= 0) & (s < size) & (r >= 0) & (r < size)
+    if edge_mask is not None:
+        inside = inside & edge_mask.astype(bool)
+    return (jnp.where(inside, s, 0).astype(senders.dtype), jnp.where(inside, r, 0).astype(receivers.dtype),
+            inside)
 
 
 def sparse_features(x) -> dict:
