@@ -117,3 +117,23 @@ def assert_node_permutation_equivariant(encode, graph, dim: int, seed: int = 0):
     e, ep = np.asarray(encode(graph)), np.asarray(encode(permuted))
     chex.assert_shape(e, (n, dim))
     np.testing.assert_allclose(ep, e[p], rtol=1e-4, atol=1e-5)
+
+
+def cut_out_window(graph, diffusion: dict, start: int, size: int):
+    """The subgraph of nodes ``start .. start + size - 1`` cut out on the host: features, the
+    edges and diffusion entries with both ends inside, relabelled -- the reference for
+    :func:`sslx.augment.graph_views.window_batch`. Returns ``(graph, diffusion)``."""
+    import jax.numpy as jnp
+
+    s, r = np.asarray(graph.senders), np.asarray(graph.receivers)
+    inside = (s >= start) & (s < start + size) & (r >= start) & (r < start + size)
+    assert 0 < inside.sum() < len(s), "the window should hold some, not all, edges"
+    sub = graph._replace(nodes=graph.nodes[start:start + size], senders=jnp.asarray(s[inside] - start),
+                         receivers=jnp.asarray(r[inside] - start), n_node=jnp.asarray([size]),
+                         n_edge=jnp.asarray([int(inside.sum())]))
+    if "dense" in diffusion:
+        return sub, {"dense": diffusion["dense"][start:start + size, start:start + size]}
+    ds, dr, w = (np.asarray(diffusion[k]) for k in ("senders", "receivers", "weights"))
+    di = (ds >= start) & (ds < start + size) & (dr >= start) & (dr < start + size)
+    return sub, {"senders": jnp.asarray(ds[di] - start), "receivers": jnp.asarray(dr[di] - start),
+                 "weights": jnp.asarray(w[di])}

@@ -16,7 +16,7 @@ from sslx.losses import merit_cross_network, merit_cross_view, merit_loss
 from sslx.methods import get_method
 from sslx.train import make_optimizer
 from sslx.train.graph import fit_full_graph
-from tests.helpers import assert_node_permutation_equivariant
+from tests.helpers import assert_node_permutation_equivariant, cut_out_window
 from tests.test_dgi import sbm_graph
 
 
@@ -158,20 +158,7 @@ def test_merit_subgraph_window_equals_the_loss_on_the_cut_out_subgraph(topk):
     # the window keeps all E slots (masked) where the cut-out graph has fewer.
     size = 25
     start = int(jax.random.randint(jax.random.fold_in(key, 1), (), 0, n - size + 1))
-    s, r = np.asarray(g.senders), np.asarray(g.receivers)
-    inside = (s >= start) & (s < start + size) & (r >= start) & (r < start + size)
-    assert 0 < inside.sum() < len(s)
-    sub = g._replace(nodes=g.nodes[start:start + size], senders=jnp.asarray(s[inside] - start),
-                     receivers=jnp.asarray(r[inside] - start), n_node=jnp.asarray([size]),
-                     n_edge=jnp.asarray([int(inside.sum())]))
-    diff = state["diffusion"]
-    if "dense" in diff:
-        dsub = {"dense": diff["dense"][start:start + size, start:start + size]}
-    else:
-        ds, dr, w = (np.asarray(diff[k]) for k in ("senders", "receivers", "weights"))
-        di = (ds >= start) & (ds < start + size) & (dr >= start) & (dr < start + size)
-        dsub = {"senders": jnp.asarray(ds[di] - start), "receivers": jnp.asarray(dr[di] - start),
-                "weights": jnp.asarray(w[di])}
+    sub, dsub = cut_out_window(g, state["diffusion"], start, size)
     win = get_method(tiny_config(diffusion_topk=topk, subgraph_size=size, drop_edge=0.0))
     l_win, _ = jax.jit(win.loss_fn)(params, state, {"graph": g, "x_sparse": sparse_features(g.nodes)}, key)
     cut = get_method(tiny_config(diffusion_topk=topk, drop_edge=0.0))

@@ -19,7 +19,7 @@ from sslx.methods import get_method
 from sslx.methods.graph.dgi import shuffle_permutation
 from sslx.train import make_optimizer
 from sslx.train.graph import fit_full_graph
-from tests.helpers import assert_node_permutation_equivariant
+from tests.helpers import assert_node_permutation_equivariant, cut_out_window
 from tests.test_dgi import sbm_graph
 
 
@@ -156,6 +156,45 @@ def test_short_mvgrl_run_learns():
     train = np.zeros(len(y), bool)
     train[[0, 1, 30, 31, 60, 61]] = True
     assert node_probe(emb, y, train, ~train, runs=4)["test_acc_mean"] > 80.0
+
+
+@pytest.mark.parametrize("topk", [0, 8])
+def test_mvgrl_subgraph_windows_average_the_losses_of_the_cut_out_subgraphs(topk):
+    g, _ = sbm_graph()
+    n = g.nodes.shape[0]
+    full = get_method(tiny_config(diffusion_topk=topk))
+    params, state = full.init(jax.random.PRNGKey(0), {"graph": g})
+    params = jax.tree.map(lambda p: p + 0.05, params)
+    key = jax.random.PRNGKey(7)
+    xs = sparse_features(g.nodes)
+    # one window as large as the graph: the full-graph loss (with that window's key)
+    one = get_method(tiny_config(diffusion_topk=topk, subgraph_size=n, subgraphs_per_step=1))
+    l_one, _ = one.loss_fn(params, state, {"graph": g, "x_sparse": xs}, key)
+    l_full, _ = full.loss_fn(params, state, {"graph": g}, jax.random.split(key, 1)[0])
+    np.testing.assert_allclose(float(l_one), float(l_full), rtol=1e-5)
+    # 3 windows of 25 nodes: the mean of the losses on the subgraphs cut out on the host
+    size, k = 25, 3
+    win = get_method(tiny_config(diffusion_topk=topk, subgraph_size=size, subgraphs_per_step=k))
+    l_win, (_, aux) = jax.jit(win.loss_fn)(params, state, {"graph": g, "x_sparse": xs}, key)
+    want, starts = [], set()
+    for kk in jax.random.split(key, k):
+        start = int(jax.random.randint(jax.random.fold_in(kk, 1), (), 0, n - size + 1))
+        starts.add(start)
+        sub, dsub = cut_out_window(g, state["diffusion"], start, size)
+        want.append(float(full.loss_fn(params, state, {"graph": sub, "diffusion": dsub}, kk)[0]))
+    assert len(starts) > 1
+    np.testing.assert_allclose(float(l_win), np.mean(want), rtol=1e-5)
+    assert 0.0 <= float(aux["disc_acc"]) <= 1.0
+    # padding after the real nodes changes nothing: the windows lie inside the real nodes
+    padded, masks = pad_graph(g, (128, 512, 2))
+    pbatch = {"graph": padded, "node_mask": jnp.asarray(masks["node_mask"])}
+    _, pstate = win.init(jax.random.PRNGKey(0), pbatch)
+    l_pad, _ = jax.jit(win.loss_fn)(params, pstate, pbatch, key)
+    np.testing.assert_allclose(float(l_pad), float(l_win), rtol=1e-5)
+    with pytest.raises(ValueError, match="subgraph_size"):
+        get_method(tiny_config(subgraph_size=n + 1)).loss_fn(params, state, {"graph": g}, key)
+    with pytest.raises(ValueError, match="subgraphs_per_step"):
+        get_method(tiny_config(subgraph_size=10, subgraphs_per_step=0))
 
 
 def test_configs_build_and_reject_bad_values():

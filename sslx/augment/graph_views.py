@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 
 __all__ = ["diffusion_propagate", "modify_edges", "node_window", "ppr_diffusion", "ppr_matrix", "ppr_matrix_host",
-           "sparse_features", "sparse_transform", "sparsify_diffusion"]
+           "sparse_features", "sparse_transform", "sparsify_diffusion", "window_batch"]
 
 
 def ppr_matrix(senders: jax.Array, receivers: jax.Array, num_nodes: int, alpha: float = 0.2, *,
@@ -166,6 +166,44 @@ def node_window(start: jax.Array, size: int, senders: jax.Array, receivers: jax.
         inside = inside & edge_mask.astype(bool)
     return (jnp.where(inside, s, 0).astype(senders.dtype), jnp.where(inside, r, 0).astype(receivers.dtype),
             inside)
+
+
+def window_batch(batch: dict, diffusion: dict, size: int, rng: jax.Array) -> tuple[dict, dict, jax.Array]:
+    """A random window of ``size`` consecutive real nodes of a full-graph batch (the subgraphs
+    MERIT's and MVGRL's scripts train on), with static shapes.
+
+    ``batch``: ``{"graph": GraphsTuple}`` (+ optional ``"node_mask"`` for padding nodes at the
+    end, ``"edge_mask"``, ``"x_sparse"``); ``diffusion``: a diffusion view of the whole graph
+    (dense or edge list). The window starts uniformly at random (``rng``) among the positions
+    that fit inside the real nodes. Returns ``(batch_w, diffusion_w, window_mask [size])``:
+    features ``[size, F]``, the edges, diffusion entries and feature non-zeros with both ends
+    inside the window, relabelled to ``0 .. size - 1`` (the others masked / zero-weighted),
+    and which window nodes are real (``batch_w`` gets it as ``"node_mask"`` when ``batch``
+    has one). Edges keep their slots (``E`` of them, masked): no host work per step.
+    """
+    g = batch["graph"]
+    x, mask, xs = g.nodes, batch.get("node_mask"), batch.get("x_sparse")
+    n = x.shape[0]
+    if not 0 < size <= n:
+        raise ValueError(f"config.method.subgraph_size ({size}) must lie in 1 .. {n} (the graph's nodes); use a "
+                         "smaller window, or 0 for full-graph steps.")
+    n_real = n if mask is None else jnp.sum(mask.astype(jnp.int32))
+    start = jax.random.randint(rng, (), 0, jnp.maximum(n_real - size, 0) + 1)
+    wmask = jnp.arange(size) + start < n_real
+    s, r, em = node_window(start, size, g.senders, g.receivers, batch.get("edge_mask"))
+    out = {"graph": g._replace(nodes=jax.lax.dynamic_slice_in_dim(x, start, size), senders=s, receivers=r),
+           "edge_mask": em}
+    if mask is not None:
+        out["node_mask"] = wmask
+    if xs is not None:
+        rows, _, inside = node_window(start, size, xs["rows"], xs["rows"])
+        out["x_sparse"] = {"rows": rows, "cols": xs["cols"], "vals": jnp.where(inside, xs["vals"], 0.0)}
+    if "dense" in diffusion:
+        dw = {"dense": jax.lax.dynamic_slice(diffusion["dense"], (start, start), (size, size))}
+    else:
+        ds, dr, dm = node_window(start, size, diffusion["senders"], diffusion["receivers"])
+        dw = {"senders": ds, "receivers": dr, "weights": jnp.where(dm, diffusion["weights"], 0.0)}
+    return out, dw, wmask
 
 
 def sparse_features(x) -> dict:

@@ -5,9 +5,10 @@
 Node level -- Hassani & Khasahmadi 2020 (node classification): one GCN layer of 512 + PReLU per
 view (adjacency, PPR diffusion with alpha 0.2), bilinear cross-view discriminator, Adam lr 1e-3,
 no weight decay, early stopping on the training loss (patience 20). Here: full-graph steps
-(the paper samples 4 subgraphs of 2000 nodes per step) and a top-64-per-row sparsified diffusion
-(``method.diffusion_topk``; 0: dense). Probe: the DGI protocol (logistic regression, Adam lr
-0.01, 100 epochs, 50 runs).
+and a top-64-per-row sparsified diffusion (``method.diffusion_topk``; 0: dense). The paper's
+sampling, 4 subgraphs of 2000 consecutive nodes per step, is ``--set
+mvgrl/method.subgraph_size=2000`` (``method.subgraphs_per_step``, 4). Probe: the DGI protocol
+(logistic regression, Adam lr 0.01, 100 epochs, 50 runs).
 
 Graph level (``method.level = 'graph'``) -- the paper's unsupervised graph classification: per
 view a GCN of ``model.num_layers = 4`` layers (the paper selects from {2, 4, 8, 12}) with PReLU,
@@ -50,6 +51,8 @@ def get_config(arg: str = "cora") -> ml_collections.ConfigDict:
     c.method.level = "node"
     c.method.alpha = 0.2
     c.method.diffusion_topk = 64
+    c.method.subgraph_size = 0  # > 0: every step on random windows of that many consecutive nodes (paper: 2000)
+    c.method.subgraphs_per_step = 4  # windows per step when subgraph_size > 0 (the paper's batch of 4)
     return c
 
 

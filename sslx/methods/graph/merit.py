@@ -20,7 +20,7 @@ real nodes per step (anchors and negatives; the views are still encoded on the w
 which bounds the ``N x N`` similarity cost. ``config.method.subgraph_size > 0`` instead trains
 every step on a random window of that many consecutive nodes, as the authors' code samples its
 2000-node subgraphs: features, edges, diffusion entries and feature non-zeros inside the window,
-relabelled (:func:`sslx.augment.graph_views.node_window`); the diffusion entries keep their
+relabelled (:func:`sslx.augment.graph_views.window_batch`); the diffusion entries keep their
 full-graph weights (the authors' code re-normalises the cut-out diffusion block).
 Batch: ``{"graph": GraphsTuple}`` (+ optional ``"node_mask"``, ``"edge_mask"``,
 ``"x_sparse"`` as in :mod:`sslx.methods.graph.mvgrl`).
@@ -34,8 +34,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from sslx.augment.graph_views import (diffusion_propagate, modify_edges, node_window, ppr_diffusion,
-                                      sparse_transform)
+from sslx.augment.graph_views import (diffusion_propagate, modify_edges, ppr_diffusion, sparse_transform,
+                                      window_batch)
 from sslx.losses.graph_mi import merit_loss
 from sslx.methods.base import DATA_AXIS, Method
 from sslx.models.gnn import GCNConv
@@ -138,37 +138,10 @@ def merit(config: ml_collections.ConfigDict, axis_name: Optional[str] = DATA_AXI
     def gcn_diff(p, xw, diff):
         return act.apply({"params": p["act"]}, diffusion_propagate(xw, diff) + p["conv"]["bias"])
 
-    def window(batch, diff, rng):
-        """A random window of ``subgraph_size`` consecutive nodes: features, edges, diffusion
-        and feature non-zeros restricted to it and relabelled (the paper's subgraphs)."""
-        g = batch["graph"]
-        x, mask, xs = _x(g), batch.get("node_mask"), batch.get("x_sparse")
-        n = x.shape[0]
-        if subgraph > n:
-            raise ValueError(f"config.method.subgraph_size ({subgraph}) exceeds the graph's {n} nodes; use a "
-                             "smaller window, or 0 for full-graph steps.")
-        n_real = n if mask is None else jnp.sum(mask.astype(jnp.int32))
-        start = jax.random.randint(rng, (), 0, jnp.maximum(n_real - subgraph, 0) + 1)
-        xw = jax.lax.dynamic_slice_in_dim(x, start, subgraph)
-        mw = jnp.arange(subgraph) + start < n_real
-        s, r, em = node_window(start, subgraph, g.senders, g.receivers, batch.get("edge_mask"))
-        out = {"graph": g._replace(nodes=xw, senders=s, receivers=r), "edge_mask": em}
-        if mask is not None:
-            out["node_mask"] = mw
-        if xs is not None:
-            rows, _, inside = node_window(start, subgraph, xs["rows"], xs["rows"])
-            out["x_sparse"] = {"rows": rows, "cols": xs["cols"], "vals": jnp.where(inside, xs["vals"], 0.0)}
-        if "dense" in diff:
-            dw = {"dense": jax.lax.dynamic_slice(diff["dense"], (start, start), (subgraph, subgraph))}
-        else:
-            ds, dr, dm = node_window(start, subgraph, diff["senders"], diff["receivers"])
-            dw = {"senders": ds, "receivers": dr, "weights": jnp.where(dm, diff["weights"], 0.0)}
-        return out, dw, mw
-
     def loss_fn(params, state, batch, rng):
         diff = batch.get("diffusion", state["diffusion"])
         if subgraph:  # the window's key is folded off, the augmentations draw from ``rng`` as on the full graph
-            batch, diff, wmask = window(batch, diff, jax.random.fold_in(rng, 1))
+            batch, diff, wmask = window_batch(batch, diff, subgraph, jax.random.fold_in(rng, 1))
         g = batch["graph"]
         x = _x(g)
         n = x.shape[0]

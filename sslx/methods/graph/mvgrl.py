@@ -14,8 +14,15 @@ discriminator contrasts nodes of one view with the other view's summary; negativ
 nodes of the feature-row-shuffled graph (the same shuffle for both views); the loss is
 :func:`sslx.losses.mvgrl_bce`. Embedding: ``h^a + h^d`` of the intact graph.
 
-Full-graph training (the paper samples 4 subgraphs of 2000 nodes per step on large graphs;
-on Cora-size graphs the whole graph fits). The diffusion is computed once: ``init`` puts it
+Full-graph steps by default (on Cora-size graphs the whole graph fits). The paper samples 4
+subgraphs of 2000 consecutive nodes per step: ``config.method.subgraph_size > 0`` trains every
+step on ``config.method.subgraphs_per_step`` random windows of that many nodes
+(:func:`sslx.augment.graph_views.window_batch`: features, edges, diffusion entries and feature
+non-zeros inside the window, relabelled, static shapes), each with its own feature shuffle, and
+averages their losses (the windows are the same size, so this is the authors' BCE over the
+batch). The window's adjacency is re-normalised over the edges inside it, while the authors
+slice the adjacency normalised on the whole graph; the diffusion entries keep their
+whole-graph values, as the authors' slices do. The diffusion is computed once: ``init`` puts it
 in the method ``state`` (``state["diffusion"]``), where ``loss_fn`` reads it unless the batch
 carries its own ``"diffusion"``; ``encode(params, state, graph)`` recomputes it from ``graph``
 (one ``N x N`` solve), so the embedding is a function of the graph it is given.
@@ -58,7 +65,7 @@ import jax.numpy as jnp
 import jraph
 import ml_collections
 
-from sslx.augment.graph_views import diffusion_propagate, ppr_diffusion, sparse_transform
+from sslx.augment.graph_views import diffusion_propagate, ppr_diffusion, sparse_transform, window_batch
 from sslx.data.graph_batch import unflatten
 from sslx.losses.graph_mi import mvgrl_bce
 from sslx.methods.base import DATA_AXIS, Method
@@ -93,6 +100,11 @@ def mvgrl(config: ml_collections.ConfigDict, axis_name: Optional[str] = DATA_AXI
     topk = int(config.method.get("diffusion_topk", 0))
     if topk < 0:
         raise ValueError(f"config.method.diffusion_topk must be >= 0 (0: dense), got {topk}.")
+    subgraph = int(config.method.get("subgraph_size", 0))
+    windows = int(config.method.get("subgraphs_per_step", 4))
+    if subgraph < 0 or windows < 1:
+        raise ValueError(f"config.method.subgraph_size must be >= 0 (0: full-graph steps) and "
+                         f"config.method.subgraphs_per_step >= 1; got {subgraph} and {windows}.")
     conv = GCNConv(features[0])
     act = nn.PReLU(negative_slope_init=0.25)
     disc = BilinearDiscriminator()
@@ -118,9 +130,9 @@ def mvgrl(config: ml_collections.ConfigDict, axis_name: Optional[str] = DATA_AXI
         diff = batch.get("diffusion")
         return params, {"diffusion": diff if diff is not None else diffusion_of(g)}
 
-    def views(params, xw_a, xw_d, g, diff):
+    def views(params, xw_a, xw_d, g, diff, edge_mask=None):
         """(h^a, h^d) from the transformed features of the two views."""
-        ha = conv.apply({"params": params["conv_a"]}, xw_a, g.senders, g.receivers, method="propagate")
+        ha = conv.apply({"params": params["conv_a"]}, xw_a, g.senders, g.receivers, edge_mask, method="propagate")
         hd = diffusion_propagate(xw_d, diff) + params["conv_d"]["bias"]
         return act.apply({"params": params["act_a"]}, ha), act.apply({"params": params["act_d"]}, hd)
 
@@ -131,23 +143,34 @@ def mvgrl(config: ml_collections.ConfigDict, axis_name: Optional[str] = DATA_AXI
         return (conv.apply({"params": params["conv_a"]}, x, method="transform"),
                 conv.apply({"params": params["conv_d"]}, x, method="transform"))
 
-    def loss_fn(params, state, batch, rng):
+    def graph_loss(params, batch, diff, rng):
         g = batch["graph"]
         x = _graph(g)
-        mask = batch.get("node_mask")
-        diff = batch.get("diffusion", state["diffusion"])
+        mask, edge_mask = batch.get("node_mask"), batch.get("edge_mask")
         perm = shuffle_permutation(rng, x.shape[0], mask)
         # (P X) W = P (X W): one x W per view serves the clean and the corrupted graph
         xa, xd = transform(params, x, batch.get("x_sparse"))
-        ha, hd = views(params, xa, xd, g, diff)
-        ha_n, hd_n = views(params, xa[perm], xd[perm], g, diff)
+        ha, hd = views(params, xa, xd, g, diff, edge_mask)
+        ha_n, hd_n = views(params, xa[perm], xd[perm], g, diff, edge_mask)
         sa = jax.nn.sigmoid(masked_mean_nodes(ha, mask))
         sd = jax.nn.sigmoid(masked_mean_nodes(hd, mask))
         d = {"params": params["disc"]}
         pos = (disc.apply(d, hd, sa), disc.apply(d, ha, sd))
         neg = (disc.apply(d, hd_n, sa), disc.apply(d, ha_n, sd))
-        loss, aux = mvgrl_bce(pos, neg, mask)
-        return loss, (state, aux)
+        return mvgrl_bce(pos, neg, mask)
+
+    def loss_fn(params, state, batch, rng):
+        diff = batch.get("diffusion", state["diffusion"])
+        if not subgraph:
+            loss, aux = graph_loss(params, batch, diff, rng)
+            return loss, (state, aux)
+
+        def one_window(key):  # the window's key is folded off; the shuffle draws from ``key``
+            bw, dw, _ = window_batch(batch, diff, subgraph, jax.random.fold_in(key, 1))
+            return graph_loss(params, bw, dw, key)
+
+        losses, aux = jax.vmap(one_window)(jax.random.split(rng, windows))
+        return jnp.mean(losses), (state, jax.tree.map(jnp.mean, aux))
 
     def encode(params, state, graph):
         x = _graph(graph)
