@@ -83,7 +83,9 @@ def mvgrl(config: ml_collections.ConfigDict, axis_name: Optional[str] = DATA_AXI
     ``'node'`` (default) the node-level objective (full graph, one device).
 
     Node level reads ``config.model.features`` (one width, default ``(512,)``),
-    ``config.method.alpha`` (PPR teleport, 0.2) and ``config.method.diffusion_topk`` (0: dense).
+    ``config.method.alpha`` (PPR teleport, 0.2), ``config.method.diffusion_topk`` (0: dense) and
+    ``config.method.subgraph_size`` / ``subgraphs_per_step`` (0: full-graph steps; else that many
+    random node windows per step).
     """
     level = config.method.get("level", "node")
     if level == "graph":
